@@ -1,0 +1,1 @@
+"""The `univg` command: argument parsing and calls into the library, nothing else."""

@@ -1,0 +1,4 @@
+"""Pure grounding logic shared by every part of univg: boxes, parsing, rewards, difficulty, metrics.
+
+No torch and no I/O here, so the trainer's reward and the evaluator's score are the same code.
+"""

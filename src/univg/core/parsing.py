@@ -1,0 +1,146 @@
+"""Reading boxes and image references out of model text.
+
+One parser for the whole project: the accuracy reward, the format reward, the evaluator, the
+predictor and the server all call `extract_box`, so a reward and a benchmark score cannot disagree.
+
+Modes of `extract_box`:
+- ``"strict"``: the whole response must be ``<think>...</think><answer>BOX</answer>`` (whitespace
+  tolerant) and the answer must hold exactly one box. This is the paper's format reward.
+- ``"answer"``: the first box inside the first ``<answer>...</answer>``.
+- ``"first"``: the first box anywhere in the text, as the official UniVG-R1 evaluation does (it will
+  happily read a box that only appears inside ``<think>``).
+
+Boxes are returned exactly as written: the caller converts them from the model's coordinate system.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+ParseMode = Literal["strict", "answer", "first"]
+PARSE_MODES: tuple[ParseMode, ...] = ("strict", "answer", "first")
+
+BoxTuple = tuple[float, float, float, float]
+
+# Responses longer than this are not searched past this point: a reward must never take seconds.
+MAX_SCAN_CHARS = 20_000
+
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_SEP = r"\s*,\s*"
+_PAIR_BOX = rf"\(\s*({_NUM}){_SEP}({_NUM})\s*\)\s*,?\s*\(\s*({_NUM}){_SEP}({_NUM})\s*\)"
+_LIST_BOX = rf"\[\s*({_NUM}){_SEP}({_NUM}){_SEP}({_NUM}){_SEP}({_NUM})\s*\]"
+_BOX_RE = re.compile(rf"{_PAIR_BOX}|{_LIST_BOX}")
+_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_STRICT_RE = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
+_BOX_TAGS_RE = re.compile(r"<\|box_start\|>|<\|box_end\|>|<\|object_ref_start\|>.*?<\|object_ref_end\|>")
+
+
+def _boxes(text: str) -> list[BoxTuple]:
+    """Every box written in `text`, in order; Qwen's box tags are transparent."""
+    cleaned = _BOX_TAGS_RE.sub(" ", text[:MAX_SCAN_CHARS])
+    found: list[BoxTuple] = []
+    for match in _BOX_RE.finditer(cleaned):
+        groups = [g for g in match.groups() if g is not None]
+        found.append(tuple(float(g) for g in groups))  # type: ignore[arg-type]
+    return found
+
+
+def is_strict_format(text: str) -> bool:
+    """True when the whole response is ``<think>...</think><answer>ONE BOX</answer>``."""
+    if not isinstance(text, str) or len(text) > MAX_SCAN_CHARS:
+        return False
+    match = _STRICT_RE.fullmatch(text)
+    if match is None:
+        return False
+    think, answer = match.groups()
+    if "<think>" in think or "<answer>" in think or "<answer>" in answer:
+        return False
+    boxes = _boxes(answer)
+    if len(boxes) != 1:
+        return False
+    leftover = _BOX_RE.sub("", _BOX_TAGS_RE.sub(" ", answer))
+    return not any(ch.isdigit() for ch in leftover)
+
+
+def extract_box(text: str, mode: ParseMode = "answer") -> BoxTuple | None:
+    """The box a response gives, as written, or None. Never raises on any input."""
+    if not isinstance(text, str):
+        return None
+    if mode == "strict":
+        if not is_strict_format(text):
+            return None
+        answer = _STRICT_RE.fullmatch(text).group(2)  # type: ignore[union-attr]
+        return _boxes(answer)[0]
+    if mode == "answer":
+        match = _ANSWER_RE.search(text[:MAX_SCAN_CHARS])
+        if match is None:
+            return None
+        boxes = _boxes(match.group(1))
+        return boxes[0] if boxes else None
+    if mode == "first":
+        boxes = _boxes(text)
+        return boxes[0] if boxes else None
+    raise ValueError(f"unknown parse mode {mode!r}; expected one of {PARSE_MODES}")
+
+
+def extract_answer_text(text: str) -> str | None:
+    """The content of the first ``<answer>`` tag, or None."""
+    if not isinstance(text, str):
+        return None
+    match = _ANSWER_RE.search(text[:MAX_SCAN_CHARS])
+    return match.group(1) if match else None
+
+
+_ORDINALS = {
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+    "eighth": 8, "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12,
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10,
+}  # fmt: skip
+_ORDINAL_WORDS = "|".join(sorted(_ORDINALS, key=len, reverse=True))
+_NUMBERED = r"(\d{1,3})(?:st|nd|rd|th)?"
+_IMAGE_WORD = r"(?:image|picture|frame|photo|img)s?"
+# "the third image", "1th image", "2nd picture"
+_BEFORE_RE = re.compile(rf"\b(?:({_ORDINAL_WORDS})|{_NUMBERED})[\s-]+{_IMAGE_WORD}\b", re.IGNORECASE)
+# "image 2", "image-2", "Image #3", "picture two", "image2"
+_AFTER_RE = re.compile(rf"\b{_IMAGE_WORD}[\s#:-]*(?:(\d{{1,3}})|({_ORDINAL_WORDS}))\b", re.IGNORECASE)
+
+
+def image_references(text: str) -> list[int]:
+    """Every image the text names, as 0-based indices, in order of appearance.
+
+    Understands "the third image", "1th image", "2nd picture", "image 2", "image-2", "Image #3",
+    "frame two". Numbers are 1-based in text, as people and the benchmarks write them.
+    """
+    if not isinstance(text, str):
+        return []
+    text = text[:MAX_SCAN_CHARS]
+    hits: list[tuple[int, int]] = []
+    for match in _BEFORE_RE.finditer(text):
+        word, number = match.groups()
+        value = _ORDINALS[word.lower()] if word else int(number)
+        hits.append((match.start(), value))
+    for match in _AFTER_RE.finditer(text):
+        number, word = match.groups()
+        value = int(number) if number else _ORDINALS[word.lower()]
+        hits.append((match.start(), value))
+    hits.sort()
+    return [value - 1 for _, value in hits if value >= 1]
+
+
+def extract_target_image(text: str) -> int | None:
+    """The 0-based image index a response says its box is in ("It's in the third image."), or None.
+
+    Looks in the ``<answer>`` first, then in the whole text; the last image named in the chosen part
+    wins, because reasoning usually mentions the images it compared before the one it settles on.
+    """
+    if not isinstance(text, str):
+        return None
+    answer = extract_answer_text(text)
+    for part in (answer, text):
+        if part:
+            refs = image_references(part)
+            if refs:
+                return refs[-1]
+    return None

@@ -1,0 +1,48 @@
+"""Qwen2-VL's image resizing rule, as pure arithmetic.
+
+The processor resizes every image so both sides are multiples of 28 (14-pixel patches merged 2x2) and
+the pixel count lies in [min_pixels, max_pixels]. Qwen2.5-VL boxes are absolute pixels of *this*
+resized image, so prompt building and parsing need the same numbers the processor uses.
+"""
+
+from __future__ import annotations
+
+import math
+
+PATCH_FACTOR = 28
+DEFAULT_MIN_PIXELS = 56 * 56
+# The paper's training setting (and the official training scripts); the processor's own default is
+# 14 * 14 * 4 * 1280 = 1,003,520 and the official zero-shot scripts used 640,000.
+DEFAULT_MAX_PIXELS = 401_408
+MAX_ASPECT_RATIO = 200
+
+
+def smart_resize(
+    height: int,
+    width: int,
+    factor: int = PATCH_FACTOR,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[int, int]:
+    """The (height, width) Qwen2-VL's processor resizes an image of `height` x `width` to."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    ratio = max(height, width) / min(height, width)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ValueError(f"aspect ratio must be below {MAX_ASPECT_RATIO}, got {ratio:.1f}")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def image_token_count(height: int, width: int, merge_size: int = 2, patch_size: int = 14) -> int:
+    """How many image tokens the LLM sees for an image already resized by `smart_resize`."""
+    return (height // patch_size) * (width // patch_size) // (merge_size * merge_size)

@@ -1,0 +1,1 @@
+"""Data: the sample schema, readers for the real formats, image/video loading, prompts, synthetic world."""

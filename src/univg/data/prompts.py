@@ -1,0 +1,138 @@
+"""The one prompt builder: training, evaluation, inference and the server all call it.
+
+Messages use the Hugging Face multimodal chat format (``{"type": "image"}`` placeholders followed by
+the text), which both TRL's trainers and Qwen2-VL's chat template understand. Boxes go into the text
+in the model's own coordinate system and come back out through `box_from_model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any
+
+from univg.core.boxes import CoordSystem, from_normalized, to_normalized
+from univg.data.schema import GroundingSample
+
+# The paper's stage-2 instruction (UniVG-R1, section 3.2), appended to every reasoning prompt.
+COT_SUFFIX = (
+    " First output the thinking process in <think> </think> tags and then output the bounding box in"
+    " <answer> </answer> tags."
+)
+# The official code's prefix for RefCOCO-style items, which get no reasoning suffix.
+SIMPLE_REFERENCE_PREFIX = "This is a single image grounding task with simple reference. "
+SIMPLE_REFERENCE_TASKS = frozenset({"refcoco", "refcoco+", "refcocog", "referring"})
+
+Messages = list[dict[str, Any]]
+
+
+class PromptStyle(str, Enum):
+    """How the question is posed and the answer written."""
+
+    UNIVG = "univg"  # UniVG-R1: CoT suffix, answer as <think>...</think><answer>BOX</answer>
+    PLAIN = "plain"  # Qwen2-VL plain grounding: the question alone, answer as a bare box
+
+
+def is_simple_reference(sample: GroundingSample) -> bool:
+    """RefCOCO-style single-image items, which the official code prompts without reasoning."""
+    return sample.task in SIMPLE_REFERENCE_TASKS and len(sample.images) == 1
+
+
+def user_text(
+    question: str, style: PromptStyle | str = PromptStyle.UNIVG, simple_reference: bool = False
+) -> str:
+    """The user's instruction text for a question, in the given style."""
+    question = question.replace("<image>", "").strip()
+    if PromptStyle(style) is PromptStyle.PLAIN:
+        return question
+    if simple_reference:
+        return SIMPLE_REFERENCE_PREFIX + question
+    return question + COT_SUFFIX
+
+
+def build_messages(
+    num_images: int,
+    question: str,
+    *,
+    style: PromptStyle | str = PromptStyle.UNIVG,
+    simple_reference: bool = False,
+    answer: str | None = None,
+) -> Messages:
+    """User turn with the images in order, then the text; plus the assistant turn when `answer` is given."""
+    if num_images < 0:
+        raise ValueError(f"number of images must be >= 0, got {num_images}")
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(num_images)]
+    content.append({"type": "text", "text": user_text(question, style, simple_reference)})
+    messages: Messages = [{"role": "user", "content": content}]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return messages
+
+
+def format_box(
+    box: Sequence[float], coords: CoordSystem | str = CoordSystem.QWEN2VL, size: tuple[int, int] | None = None
+) -> str:
+    """A canonical box written as the model writes it: ``(x1, y1), (x2, y2)``.
+
+    `size` is the (width, height) of the resized target image, needed for pixel coordinates.
+    """
+    x1, y1, x2, y2 = from_normalized(box, coords, size)
+    if CoordSystem.parse(coords) is CoordSystem.NORMALIZED:
+        return f"({x1:.3f}, {y1:.3f}), ({x2:.3f}, {y2:.3f})"
+    return f"({int(x1)}, {int(y1)}), ({int(x2)}, {int(y2)})"
+
+
+def answer_text(
+    box: Sequence[float],
+    *,
+    coords: CoordSystem | str = CoordSystem.QWEN2VL,
+    size: tuple[int, int] | None = None,
+    think: str | None = None,
+    style: PromptStyle | str = PromptStyle.UNIVG,
+    simple_reference: bool = False,
+) -> str:
+    """The target response for a canonical box.
+
+    UniVG style: ``<think>...</think><answer>BOX</answer>``; simple-reference items without a chain
+    keep the answer tag only. Plain style: Qwen2-VL's ``<|box_start|>BOX<|box_end|>``.
+    """
+    written = format_box(box, coords, size)
+    if PromptStyle(style) is PromptStyle.PLAIN:
+        return f"<|box_start|>{written}<|box_end|>"
+    if think is None and simple_reference:
+        return f"<answer>{written}</answer>"
+    return f"<think>{(think or '').strip()}</think><answer>{written}</answer>"
+
+
+def sample_messages(
+    sample: GroundingSample,
+    *,
+    style: PromptStyle | str = PromptStyle.UNIVG,
+    coords: CoordSystem | str = CoordSystem.QWEN2VL,
+    size: tuple[int, int] | None = None,
+    with_answer: bool = False,
+) -> Messages:
+    """The chat for a sample; with `with_answer`, the assistant turn holds its chain and box."""
+    simple = is_simple_reference(sample)
+    answer = None
+    if with_answer:
+        answer = answer_text(
+            sample.box, coords=coords, size=size, think=sample.cot, style=style, simple_reference=simple
+        )
+    return build_messages(
+        len(sample.images), sample.question, style=style, simple_reference=simple, answer=answer
+    )
+
+
+def box_from_model(
+    box: Sequence[float], coords: CoordSystem | str = CoordSystem.QWEN2VL, size: tuple[int, int] | None = None
+) -> tuple[float, float, float, float]:
+    """A box as the model wrote it, back to canonical 0..1 (the inverse of `format_box`)."""
+    return to_normalized(box, coords, size)
+
+
+def box_to_pixels(box: Sequence[float], original_size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A canonical box in pixels of the original (un-resized) image, for drawing and users."""
+    x1, y1, x2, y2 = from_normalized(box, CoordSystem.NORMALIZED)
+    width, height = original_size
+    return (x1 * width, y1 * height, x2 * width, y2 * height)

@@ -1,0 +1,163 @@
+"""The one grounding sample schema, and its JSON Lines form on disk.
+
+Every reader converts its format into `GroundingSample`; every consumer (trainers, evaluation,
+predictor, demo) reads only this. The box is canonical: floats 0..1 relative to the target image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from univg.core.boxes import box_problem
+
+REQUIRED_FIELDS = ("id", "task", "source", "images", "question", "target_image", "box")
+
+
+class SampleError(ValueError):
+    """A record that cannot be a grounding sample; the message names file, record and field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        record: int | str | None = None,
+        field_name: str | None = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.record = record
+        self.field_name = field_name
+        self.reason = message
+        where = []
+        if self.path is not None:
+            where.append(self.path)
+        if record is not None:
+            where.append(f"record {record}")
+        if field_name is not None:
+            where.append(f"field {field_name!r}")
+        super().__init__(f"{': '.join(where)}: {message}" if where else message)
+
+
+@dataclass
+class GroundingSample:
+    """One grounding problem: find `box` in `images[target_image]` given `question`."""
+
+    id: str
+    task: str
+    source: str
+    images: list[str]
+    question: str
+    target_image: int
+    box: tuple[float, float, float, float]
+    cot: str | None = None
+    frame_indices: list[int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target_path(self) -> str:
+        return self.images[self.target_image]
+
+    def problem(self) -> tuple[str, str] | None:
+        """(field, reason) for the first thing wrong with this sample, or None when it is usable."""
+        if not self.images:
+            return "images", "no images"
+        if not 0 <= self.target_image < len(self.images):
+            return "target_image", f"index {self.target_image} outside {len(self.images)} images"
+        if not self.question.strip():
+            return "question", "empty question"
+        reason = box_problem(self.box)
+        if reason is not None:
+            return "box", reason
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": self.id,
+            "task": self.task,
+            "source": self.source,
+            "images": list(self.images),
+            "question": self.question,
+            "target_image": self.target_image,
+            "box": [float(v) for v in self.box],
+        }
+        if self.cot is not None:
+            record["cot"] = self.cot
+        if self.frame_indices is not None:
+            record["frame_indices"] = list(self.frame_indices)
+        if self.extra:
+            record["extra"] = self.extra
+        return record
+
+    @classmethod
+    def from_json(cls, record: Any, *, path: str | None = None, index: int | None = None) -> GroundingSample:
+        """Build from a canonical record; a missing or mistyped field raises `SampleError` naming it."""
+        if not isinstance(record, dict):
+            raise SampleError("record is not a JSON object", path=path, record=index)
+        for name in REQUIRED_FIELDS:
+            if name not in record:
+                raise SampleError("missing field", path=path, record=index, field_name=name)
+        images = record["images"]
+        if not isinstance(images, list) or not all(isinstance(p, str) for p in images):
+            raise SampleError("must be a list of paths", path=path, record=index, field_name="images")
+        box = record["box"]
+        if not isinstance(box, list | tuple) or len(box) != 4:
+            raise SampleError("must be 4 numbers", path=path, record=index, field_name="box")
+        try:
+            box_values = tuple(float(v) for v in box)
+            target = int(record["target_image"])
+        except (TypeError, ValueError) as exc:
+            raise SampleError(f"not a number: {exc}", path=path, record=index) from None
+        return cls(
+            id=str(record["id"]),
+            task=str(record["task"]),
+            source=str(record["source"]),
+            images=list(images),
+            question=str(record["question"]),
+            target_image=target,
+            box=box_values,  # type: ignore[arg-type]
+            cot=record.get("cot"),
+            frame_indices=record.get("frame_indices"),
+            extra=dict(record.get("extra") or {}),
+        )
+
+
+def write_jsonl(samples: Iterable[GroundingSample], path: str | os.PathLike[str]) -> int:
+    """Write samples as JSON Lines (atomically: a killed write leaves no half file). Returns the count."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    count = 0
+    with partial.open("w", encoding="utf-8") as handle:
+        for sample in samples:
+            handle.write(json.dumps(sample.to_json(), ensure_ascii=False) + "\n")
+            count += 1
+    partial.replace(target)
+    return count
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[GroundingSample]:
+    """Stream samples from a canonical JSON Lines file; bad lines raise `SampleError` with their line."""
+    with Path(path).open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SampleError(
+                    f"invalid JSON: {exc.msg}", path=str(path), record=f"line {line_number}"
+                ) from None
+            yield GroundingSample.from_json(record, path=str(path), index=line_number)
+
+
+def resolve_image(path: str, image_root: str | os.PathLike[str] | None) -> Path:
+    """A sample's image path made absolute against `image_root` (absolute paths stay as they are)."""
+    candidate = Path(path)
+    if candidate.is_absolute() or image_root is None:
+        return candidate
+    return Path(image_root) / candidate
