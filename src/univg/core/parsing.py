@@ -92,19 +92,25 @@ def extract_answer_text(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-_ORDINALS = {
+_ORDINAL_WORDS = {
     "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
     "eighth": 8, "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12,
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10,
 }  # fmt: skip
-_ORDINAL_WORDS = "|".join(sorted(_ORDINALS, key=len, reverse=True))
-_NUMBERED = r"(\d{1,3})(?:st|nd|rd|th)?"
-_IMAGE_WORD = r"(?:image|picture|frame|photo|img)s?"
-# "the third image", "1th image", "2nd picture"
-_BEFORE_RE = re.compile(rf"\b(?:({_ORDINAL_WORDS})|{_NUMBERED})[\s-]+{_IMAGE_WORD}\b", re.IGNORECASE)
+_CARDINAL_WORDS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10,
+}  # fmt: skip
+_WORD_VALUES = {**_ORDINAL_WORDS, **_CARDINAL_WORDS}
+_ORDINAL_ALT = "|".join(sorted(_ORDINAL_WORDS, key=len, reverse=True))
+_ANY_WORD_ALT = "|".join(sorted(_WORD_VALUES, key=len, reverse=True))
+# Singular only: "3 images" or "two pictures" count images, they do not name one.
+_IMAGE_WORD = r"(?:image|picture|frame|photo|img)"
+# "the third image", "1th image", "2nd picture" (a bare "3 image" is not a reference)
+_BEFORE_RE = re.compile(
+    rf"\b(?:({_ORDINAL_ALT})|(\d{{1,3}})(?:st|nd|rd|th))[\s-]+{_IMAGE_WORD}\b", re.IGNORECASE
+)
 # "image 2", "image-2", "Image #3", "picture two", "image2"
-_AFTER_RE = re.compile(rf"\b{_IMAGE_WORD}[\s#:-]*(?:(\d{{1,3}})|({_ORDINAL_WORDS}))\b", re.IGNORECASE)
+_AFTER_RE = re.compile(rf"\b{_IMAGE_WORD}[\s#:-]*(?:(\d{{1,3}})|({_ANY_WORD_ALT}))\b", re.IGNORECASE)
 
 
 def image_references(text: str) -> list[int]:
@@ -119,11 +125,11 @@ def image_references(text: str) -> list[int]:
     hits: list[tuple[int, int]] = []
     for match in _BEFORE_RE.finditer(text):
         word, number = match.groups()
-        value = _ORDINALS[word.lower()] if word else int(number)
+        value = _WORD_VALUES[word.lower()] if word else int(number)
         hits.append((match.start(), value))
     for match in _AFTER_RE.finditer(text):
         number, word = match.groups()
-        value = int(number) if number else _ORDINALS[word.lower()]
+        value = int(number) if number else _WORD_VALUES[word.lower()]
         hits.append((match.start(), value))
     hits.sort()
     return [value - 1 for _, value in hits if value >= 1]
