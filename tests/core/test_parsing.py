@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from univg.core.parsing import (
     extract_answer_text,
     extract_box,
+    extract_boxes,
     extract_target_image,
     image_references,
     is_strict_format,
@@ -151,3 +152,9 @@ def test_image_references(text, expected):
 )
 def test_extract_target_image(text, expected):
     assert extract_target_image(text) == expected
+
+
+def test_extract_boxes_lists_every_box_in_order():
+    text = "a (1, 2), (3, 4) b [5, 6, 7, 8] <|box_start|>(9,10),(11,12)<|box_end|>"
+    assert extract_boxes(text) == [(1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12)]
+    assert extract_boxes(None) == []

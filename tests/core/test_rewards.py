@@ -20,8 +20,8 @@ def conversational_parts(text):
 def test_accuracy_and_format_on_both_completion_shapes(shape):
     completions = [shape(EXACT), shape(HALF), shape(NO_FORMAT), shape("")]
     boxes = [GT] * 4
-    assert accuracy_reward(completions, box=boxes) == pytest.approx([1.0, 0.5, 0.0, 0.0])
-    assert format_reward(completions, box=boxes) == [1.0, 1.0, 0.0, 0.0]
+    assert accuracy_reward(completions, solution=boxes) == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    assert format_reward(completions, solution=boxes) == [1.0, 1.0, 0.0, 0.0]
 
 
 def test_accuracy_uses_per_sample_coordinate_system():
@@ -32,10 +32,10 @@ def test_accuracy_uses_per_sample_coordinate_system():
     ]
     rewards = accuracy_reward(
         completions,
-        box=[GT, GT, GT],
+        solution=[GT, GT, GT],
         coords=["normalized", "pixels", None],
         image_size=[None, [200, 100], None],
-        solution=["ignored column"] * 3,
+        task=["ignored column"] * 3,
     )
     assert rewards == pytest.approx([1.0, 1.0, 1.0])
 
@@ -46,7 +46,7 @@ def test_pixels_without_size_scores_zero_instead_of_crashing():
 
 def test_answer_mode_ignores_boxes_in_think():
     text = "<think>(100, 200), (500, 600)</think><answer>(0, 0), (10, 10)</answer>"
-    assert accuracy_reward([text], box=[GT]) == [0.0]
+    assert accuracy_reward([text], solution=[GT]) == [0.0]
 
 
 def test_completion_text_of_odd_shapes():

@@ -17,9 +17,11 @@ from univg.core.resize import smart_resize
 from univg.data.images import (
     ImageLoadError,
     LoadedImage,
+    MissingImageError,
     list_frames,
     load_image,
     load_video_frames,
+    probe_image,
     uniform_frame_indices,
 )
 
@@ -233,3 +235,22 @@ def test_broken_video_file(tmp_path: Path) -> None:
 def test_missing_video(tmp_path: Path) -> None:
     with pytest.raises(ImageLoadError, match="file not found"):
         load_video_frames(tmp_path / "none.mp4")
+
+
+def test_probe_image_reads_the_upright_size_without_decoding(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert probe_image(_save(tmp_path / "rotated.jpg", (560, 280), exif=exif.tobytes())) == (280, 560)
+    assert probe_image(_png_header_only(tmp_path / "header.png", 4000, 3000)) == (4000, 3000)
+    with pytest.raises(MissingImageError, match="file not found"):
+        probe_image(tmp_path / "none.png")
+
+
+def test_probe_image_finds_truncation_only_when_decoding(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    path = tmp_path / "cut.jpg"
+    Image.fromarray(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(path, quality=95)
+    path.write_bytes(path.read_bytes()[:3000])
+    assert probe_image(path) == (200, 200)
+    with pytest.raises(ImageLoadError, match="truncated"):
+        probe_image(path, decode=True)

@@ -36,8 +36,10 @@ _STRICT_RE = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", 
 _BOX_TAGS_RE = re.compile(r"<\|box_start\|>|<\|box_end\|>|<\|object_ref_start\|>.*?<\|object_ref_end\|>")
 
 
-def _boxes(text: str) -> list[BoxTuple]:
-    """Every box written in `text`, in order; Qwen's box tags are transparent."""
+def extract_boxes(text: str) -> list[BoxTuple]:
+    """Every box written in `text`, in order, as written; Qwen's box tags are transparent."""
+    if not isinstance(text, str):
+        return []
     cleaned = _BOX_TAGS_RE.sub(" ", text[:MAX_SCAN_CHARS])
     found: list[BoxTuple] = []
     for match in _BOX_RE.finditer(cleaned):
@@ -56,7 +58,7 @@ def is_strict_format(text: str) -> bool:
     think, answer = match.groups()
     if "<think>" in think or "<answer>" in think or "<answer>" in answer:
         return False
-    boxes = _boxes(answer)
+    boxes = extract_boxes(answer)
     if len(boxes) != 1:
         return False
     leftover = _BOX_RE.sub("", _BOX_TAGS_RE.sub(" ", answer))
@@ -71,15 +73,15 @@ def extract_box(text: str, mode: ParseMode = "answer") -> BoxTuple | None:
         if not is_strict_format(text):
             return None
         answer = _STRICT_RE.fullmatch(text).group(2)  # type: ignore[union-attr]
-        return _boxes(answer)[0]
+        return extract_boxes(answer)[0]
     if mode == "answer":
         match = _ANSWER_RE.search(text[:MAX_SCAN_CHARS])
         if match is None:
             return None
-        boxes = _boxes(match.group(1))
+        boxes = extract_boxes(match.group(1))
         return boxes[0] if boxes else None
     if mode == "first":
-        boxes = _boxes(text)
+        boxes = extract_boxes(text)
         return boxes[0] if boxes else None
     raise ValueError(f"unknown parse mode {mode!r}; expected one of {PARSE_MODES}")
 

@@ -4,7 +4,7 @@ TRL passes every dataset column as a keyword argument, one value per completion.
 plain strings (standard format) or lists of chat messages (conversational format); both work.
 
 Columns read by `accuracy_reward`:
-- ``box``: the ground truth, canonical normalized 0..1 relative to the target image (required).
+- ``solution``: the ground truth, canonical normalized 0..1 relative to the target image (required).
 - ``coords``: the coordinate system the model writes ("qwen2vl" when absent).
 - ``image_size``: (width, height) of the resized target image, needed only for pixel coordinates.
 """
@@ -70,7 +70,7 @@ def box_iou(
 
 def accuracy_reward(
     completions: Sequence[Any],
-    box: Sequence[Sequence[float]],
+    solution: Sequence[Sequence[float]],
     coords: Sequence[str] | None = None,
     image_size: Sequence[Sequence[int] | None] | None = None,
     **_: Any,
@@ -79,7 +79,7 @@ def accuracy_reward(
     return [
         box_iou(
             completion_text(completion),
-            box[i],
+            solution[i],
             _column(coords, i, CoordSystem.QWEN2VL.value),
             _column(image_size, i, None),
         )

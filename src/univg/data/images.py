@@ -24,6 +24,9 @@ MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 DEFAULT_NUM_FRAMES = 6
 FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
+EXIF_ORIENTATION = 0x0112
+TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # rotations by 90 degrees: width and height swap
+
 ImageSource = str | os.PathLike[str] | Image.Image
 
 
@@ -34,6 +37,10 @@ class ImageLoadError(ValueError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class MissingImageError(ImageLoadError):
+    """The file is not there at all (as opposed to being there but unreadable)."""
 
 
 @dataclass
@@ -50,11 +57,11 @@ def _source_name(image: Image.Image) -> str:
     return str(getattr(image, "filename", "") or "<in-memory image>")
 
 
-def _open(path: Path, max_image_pixels: int) -> Image.Image:
-    """Open and fully decode a file, turning every way it can fail into `ImageLoadError`."""
+def _open_header(path: Path, max_image_pixels: int) -> Image.Image:
+    """Open a file lazily (header only), turning every way it can fail into `ImageLoadError`."""
     name = str(path)
     if not path.exists():
-        raise ImageLoadError(name, "file not found")
+        raise MissingImageError(name, "file not found")
     if not path.is_file():
         raise ImageLoadError(name, "not a file")
     try:
@@ -73,6 +80,13 @@ def _open(path: Path, max_image_pixels: int) -> Image.Image:
             f"refused as a decompression bomb: {width}x{height} = {width * height} pixels "
             f"exceeds the limit of {max_image_pixels}",
         )
+    return image
+
+
+def _open(path: Path, max_image_pixels: int) -> Image.Image:
+    """Open and fully decode a file, turning every way it can fail into `ImageLoadError`."""
+    image = _open_header(path, max_image_pixels)
+    name = str(path)
     try:
         image.load()
     except OSError as exc:
@@ -129,6 +143,27 @@ def load_image(
     image = _open(path, max_image_pixels)
     try:
         return prepare_image(image, path=str(path), min_pixels=min_pixels, max_pixels=max_pixels)
+    finally:
+        image.close()
+
+
+def probe_image(
+    path: str | os.PathLike[str], *, decode: bool = False, max_image_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[int, int]:
+    """The upright (EXIF-applied) (width, height) of an image file, reading only its header.
+
+    Validators call this for every image of a data set, so it avoids decoding pixels unless `decode`
+    is set (which is what finds truncated files). Raises `MissingImageError` or `ImageLoadError`.
+    """
+    opener = _open if decode else _open_header
+    image = opener(Path(path), max_image_pixels)
+    try:
+        width, height = image.size
+        try:
+            orientation = image.getexif().get(EXIF_ORIENTATION)
+        except (OSError, ValueError, SyntaxError):
+            orientation = None
+        return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
     finally:
         image.close()
 
@@ -208,7 +243,7 @@ def load_video_frames(
     """
     source = Path(path)
     if not source.exists():
-        raise ImageLoadError(str(source), "file not found")
+        raise MissingImageError(str(source), "file not found")
     if source.is_dir():
         files = list_frames(source)
         if not files:

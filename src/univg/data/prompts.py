@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from univg.core.boxes import CoordSystem, from_normalized, to_normalized
+from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
 from univg.data.schema import GroundingSample
 
 # The paper's stage-2 instruction (UniVG-R1, section 3.2), appended to every reasoning prompt.
@@ -104,6 +105,28 @@ def answer_text(
     return f"<think>{(think or '').strip()}</think><answer>{written}</answer>"
 
 
+def model_image_size(
+    original_size: tuple[int, int],
+    *,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[int, int]:
+    """(width, height) the processor resizes an image to: what Qwen2.5-VL pixel boxes refer to."""
+    width, height = original_size
+    new_height, new_width = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
+    return new_width, new_height
+
+
+def target_model_size(
+    sample: GroundingSample, *, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[int, int] | None:
+    """The resized size of a sample's target image, from the original size recorded at conversion."""
+    size = sample.extra.get("target_size")
+    if not size:
+        return None
+    return model_image_size((int(size[0]), int(size[1])), min_pixels=min_pixels, max_pixels=max_pixels)
+
+
 def sample_messages(
     sample: GroundingSample,
     *,
@@ -111,11 +134,24 @@ def sample_messages(
     coords: CoordSystem | str = CoordSystem.QWEN2VL,
     size: tuple[int, int] | None = None,
     with_answer: bool = False,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Messages:
-    """The chat for a sample; with `with_answer`, the assistant turn holds its chain and box."""
+    """The chat for a sample; with `with_answer`, the assistant turn holds its chain and box.
+
+    Pixel coordinates refer to the resized target image: `size` when given, else the size the
+    processor (with `min_pixels`/`max_pixels`) makes of the original size recorded at conversion.
+    """
     simple = is_simple_reference(sample)
     answer = None
     if with_answer:
+        if CoordSystem.parse(coords) is CoordSystem.PIXELS and size is None:
+            size = target_model_size(sample, min_pixels=min_pixels, max_pixels=max_pixels)
+            if size is None:
+                raise ValueError(
+                    f"sample {sample.id}: pixel coordinates need the target image size; convert with an "
+                    "image root (it records extra['target_size']) or pass size"
+                )
         answer = answer_text(
             sample.box, coords=coords, size=size, think=sample.cot, style=style, simple_reference=simple
         )

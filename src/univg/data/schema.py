@@ -132,10 +132,14 @@ def write_jsonl(samples: Iterable[GroundingSample], path: str | os.PathLike[str]
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     count = 0
-    with partial.open("w", encoding="utf-8") as handle:
-        for sample in samples:
-            handle.write(json.dumps(sample.to_json(), ensure_ascii=False) + "\n")
-            count += 1
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            for sample in samples:
+                handle.write(json.dumps(sample.to_json(), ensure_ascii=False) + "\n")
+                count += 1
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a failed input must not leave a half file behind either
+        raise
     partial.replace(target)
     return count
 

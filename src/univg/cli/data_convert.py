@@ -1,0 +1,137 @@
+"""`univg data convert` and `univg data validate`: real data sets into canonical JSON Lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from univg.data.formats import FORMAT_NAMES
+
+_EPILOG = (
+    "Exit status: 0 when every record is valid, 1 when some are not (or the file cannot be read on), "
+    "2 on a usage error (unknown format, missing input, output exists without --force)."
+)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", required=True, choices=FORMAT_NAMES, help="input format")
+    parser.add_argument("--input", required=True, help="the annotation file (JSON array or JSON Lines)")
+    parser.add_argument(
+        "--image-root",
+        default=None,
+        help="folder the record's image paths are relative to; with it every image is checked",
+    )
+    parser.add_argument(
+        "--decode-images", action="store_true", help="decode every image fully (finds truncated files; slow)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--max-listed",
+        type=int,
+        default=0,
+        help="list at most this many bad records (0: all; counts stay exact)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def register(data_subparsers: argparse._SubParsersAction) -> None:
+    validate = data_subparsers.add_parser(
+        "validate",
+        help="check every record of a data set and report what is wrong with each bad one",
+        description="Check every record (never stopping at the first bad one): summary, count per problem "
+        "kind, and each bad record with its index and field.",
+        epilog=_EPILOG,
+    )
+    _add_common(validate)
+    validate.set_defaults(func=_validate)
+
+    convert = data_subparsers.add_parser(
+        "convert",
+        help="convert a data set into canonical grounding JSON Lines (valid records only)",
+        description="Write the valid records as canonical JSON Lines (boxes 0..1 of the target image) and "
+        "report the rest as `validate` does.",
+        epilog=_EPILOG,
+    )
+    _add_common(convert)
+    convert.add_argument("--out", required=True, help="output .jsonl file")
+    convert.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    convert.add_argument(
+        "--relative-paths",
+        action="store_true",
+        help="keep image paths relative to --image-root instead of joining them to it",
+    )
+    convert.set_defaults(func=_convert)
+
+
+def _progress_bar(args: argparse.Namespace) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+    """A tqdm bar on stderr measuring bytes read, and the function that closes it."""
+    if args.no_progress:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(desc=f"reading {args.format}", unit="B", unit_scale=True, file=sys.stderr, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return update, bar.close
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    print(json.dumps(report.to_json(), indent=2, ensure_ascii=False) if as_json else report.render())
+
+
+def _usage_error(message: str) -> int:
+    print(f"univg data: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from univg.data.convert import validate_file
+
+    progress, close = _progress_bar(args)
+    try:
+        report = validate_file(
+            args.format,
+            args.input,
+            image_root=args.image_root,
+            decode_images=args.decode_images,
+            max_listed=args.max_listed or None,
+            progress=progress,
+        )
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        return _usage_error(f"cannot read {args.input}: {exc.strerror or exc}")
+    finally:
+        close()
+    _print_report(report, args.json)
+    return 0 if report.ok else 1
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from univg.data.convert import convert_file
+
+    progress, close = _progress_bar(args)
+    try:
+        report = convert_file(
+            args.format,
+            args.input,
+            args.out,
+            image_root=args.image_root,
+            force=args.force,
+            decode_images=args.decode_images,
+            relative_paths=args.relative_paths,
+            max_listed=args.max_listed or None,
+            progress=progress,
+        )
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        return _usage_error(f"cannot read {args.input}: {exc.strerror or exc}")
+    except (FileExistsError, ValueError) as exc:
+        return _usage_error(str(exc))
+    finally:
+        close()
+    _print_report(report, args.json)
+    return 0 if report.ok else 1

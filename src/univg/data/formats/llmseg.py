@@ -1,0 +1,56 @@
+"""LLMSeg grounding (UniVG-R1's ``LLMSeg_eval.json``).
+
+Each record: image_path (under the LLMSeg images folder), question, bbox (pixels, nested:
+``[[x1, y1, x2, y2]]``, flattened by the official script and read the same way here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from univg.data.formats.base import FormatSpec, RecordContext
+from univg.data.formats.zero_shot import SINGLE_IMAGE_TEMPLATE, pixel_box
+from univg.data.schema import GroundingSample
+
+SOURCE = "llmseg"
+
+
+def _flatten(values: list[Any]) -> list[Any]:
+    return [v for item in values for v in (item if isinstance(item, list) else [item])]
+
+
+def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
+    record = ctx.record(raw)
+    if record is None:
+        return []
+    image = ctx.field(record, "image_path", str)
+    question = ctx.field(record, "question", str)
+    bbox = ctx.field(record, "bbox", list)
+    if image is not None:
+        ctx.check_image(image, "image_path")
+    flat = _flatten(bbox) if bbox is not None else []
+    # Several boxes flatten to 8, 12... numbers: the official script scores the first, so do we.
+    num_boxes = len(flat) // 4 if len(flat) > 4 and len(flat) % 4 == 0 else 1
+    box = pixel_box(flat[:4] if num_boxes > 1 else flat, "bbox", image, ctx) if bbox is not None else None
+    if not ctx.ok or box is None or image is None or question is None:
+        return []
+    return [
+        GroundingSample(
+            id=str(ctx.index),
+            task=SOURCE,
+            source=SOURCE,
+            images=[image],
+            question=SINGLE_IMAGE_TEMPLATE.format(instruction=question.strip()),
+            target_image=0,
+            box=box,
+            extra={"instruction": question, "num_boxes": num_boxes},
+        )
+    ]
+
+
+FORMAT = FormatSpec(
+    name=SOURCE,
+    description="LLMSeg grounding (UniVG-R1 zero-shot): image_path, question, bbox [[x1,y1,x2,y2]] pixels",
+    read=read,
+    needs_images=True,
+)

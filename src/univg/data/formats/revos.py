@@ -1,0 +1,82 @@
+"""ReVOS grounding (UniVG-R1's ``ReVOS_eval.json``).
+
+Each record: video_id (a folder of frames under the image root), frames (indices into the folder's
+frames in playback order), question, bbox_list (a pixel box per sampled frame). The frame files are
+listed from the folder, so this format needs the images even to build paths; the official scripts
+ground the third sampled frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from univg.data.formats.base import BAD_FIELD, MALFORMED_BOX, FormatSpec, Problem, RecordContext
+from univg.data.formats.zero_shot import VIDEO_TARGET_FRAME, pixel_box, video_question
+from univg.data.schema import GroundingSample
+
+SOURCE = "revos"
+
+
+def _frame_paths(video_id: str, frames: list[int], ctx: RecordContext) -> list[str] | None:
+    """The sampled frames' paths, relative to the image root (None without a root)."""
+    if not ctx.inspector.enabled:
+        return None
+    listed = ctx.inspector.frames(video_id)
+    if isinstance(listed, Problem):
+        ctx.add(listed.kind, "video_id", listed.message)
+        return None
+    outside = [i for i in frames if not 0 <= i < len(listed)]
+    if outside:
+        ctx.add(
+            BAD_FIELD, "frames", f"frame indices {outside} outside the {len(listed)} frames of {video_id}"
+        )
+        return None
+    paths = [listed[i] for i in frames]
+    for position, path in enumerate(paths):
+        ctx.check_image(path, f"frames[{position}]")
+    return paths
+
+
+def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
+    record = ctx.record(raw)
+    if record is None:
+        return []
+    video_id = ctx.field(record, "video_id", str)
+    frames = ctx.field(record, "frames", list)
+    question = ctx.field(record, "question", str)
+    boxes = ctx.field(record, "bbox_list", list)
+    if frames is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in frames):
+        ctx.add(BAD_FIELD, "frames", f"expected frame indices, got {frames!r:.80}")
+        frames = None
+    target = ctx.target(VIDEO_TARGET_FRAME, len(frames), "frames") if frames is not None else None
+    paths = _frame_paths(video_id, frames, ctx) if video_id is not None and frames is not None else None
+    box = None
+    if boxes is not None and target is not None:
+        if len(boxes) <= target:
+            ctx.add(MALFORMED_BOX, "bbox_list", f"{len(boxes)} box(es): no box for frame {target + 1}")
+        else:
+            image = paths[target] if paths is not None else None
+            box = pixel_box(boxes[target], f"bbox_list[{target}]", image, ctx)
+    if not ctx.ok or box is None or paths is None or target is None or question is None:
+        return []
+    return [
+        GroundingSample(
+            id=str(ctx.index),
+            task=SOURCE,
+            source=SOURCE,
+            images=paths,
+            question=video_question(question),
+            target_image=target,
+            box=box,
+            frame_indices=list(frames),
+            extra={"instruction": question, "video_id": video_id},
+        )
+    ]
+
+
+FORMAT = FormatSpec(
+    name=SOURCE,
+    description="ReVOS (UniVG-R1 zero-shot): video_id frame folder, frames, question, bbox_list pixels",
+    read=read,
+    needs_images=True,
+)

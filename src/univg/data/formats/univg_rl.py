@@ -1,0 +1,63 @@
+"""UniVG-R1 stage-2 RL data (``stage2_rl.json``): MGrounding and RefCOCO items for GRPO.
+
+Each record: images, question (the official loader strips ``<image>`` tags from it), answer
+[x1, y1, x2, y2] in Qwen2-VL's 0..1000. The file has no target-image field: it is read from the
+question ("locate it in the 2th image"), or is the only image. Items whose question names no image
+cannot say which image the box is in and are reported. RefCOCO items are recognised as the official
+code does, by their COCO train2014 image path, and get the simple-reference prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from univg.core.boxes import CoordSystem
+from univg.data.formats.base import IMAGE_TAG, FormatSpec, RecordContext, clean_question, last_reference
+from univg.data.formats.refcoco import looks_like_refcoco
+from univg.data.schema import GroundingSample
+
+SOURCE = "univg-rl"
+
+
+def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
+    record = ctx.record(raw)
+    if record is None:
+        return []
+    images = ctx.image_list(record, "images")
+    question = ctx.field(record, "question", str)
+    answer = ctx.field(record, "answer", (list, str))
+    box = ctx.box(answer, "answer", CoordSystem.QWEN2VL) if answer is not None else None
+    target = None
+    if images is not None and question is not None:
+        tags = question.count(IMAGE_TAG)
+        if tags:
+            ctx.image_tags(tags, len(images), "question")
+        named = last_reference(question)
+        target = ctx.target(
+            0 if named is None and len(images) == 1 else named, len(images), "question", question
+        )
+    if not ctx.ok or box is None or target is None:
+        return []
+    task = (
+        "refcoco"
+        if looks_like_refcoco(images)
+        else str(record.get("task") or record.get("type") or "mgrounding")
+    )
+    return [
+        GroundingSample(
+            id=str(ctx.index),
+            task=task,
+            source=SOURCE,
+            images=list(images),
+            question=clean_question(question),
+            target_image=target,
+            box=box,
+        )
+    ]
+
+
+FORMAT = FormatSpec(
+    name=SOURCE,
+    description="UniVG-R1 stage-2 RL json: images, question, answer [x1,y1,x2,y2] in 0..1000",
+    read=read,
+)

@@ -1,0 +1,74 @@
+"""UniVG-R1 stage-1 CoT-SFT data (``stage1_cotsft.json``, a LLaMA-Factory ShareGPT file).
+
+Answers are ``<think>reasoning</think><answer>...box...</answer>`` with Qwen2-VL 0..1000 boxes (the
+authors confirm the 0..1000 normalisation). The reasoning becomes the sample's chain of thought. The
+target image is the one the answer names, else the last one the question names, else the last one
+the reasoning settles on, else the only image. RefCOCO items (COCO train2014 paths) are tagged so
+they get the simple-reference prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from univg.core.boxes import CoordSystem
+from univg.core.parsing import extract_answer_text
+from univg.data.formats.base import MALFORMED_BOX, FormatSpec, RecordContext, clean_question, last_reference
+from univg.data.formats.conversation import read_turns
+from univg.data.formats.refcoco import looks_like_refcoco
+from univg.data.schema import GroundingSample
+
+SOURCE = "univg-sft"
+_THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
+    record = ctx.record(raw)
+    if record is None:
+        return []
+    images = ctx.image_list(record, "images")
+    parsed = read_turns(record, ctx)
+    if images is None or parsed is None:
+        return []
+    turns, tags, name = parsed
+    ctx.image_tags(tags, len(images), name)
+    refcoco = looks_like_refcoco(images)
+    task = "refcoco" if refcoco else str(record.get("task") or record.get("type") or "cot-sft")
+    samples = []
+    for number, turn in enumerate(turns):
+        question = clean_question(turn.question)
+        answer = extract_answer_text(turn.answer)
+        think = _THINK_RE.search(turn.answer)
+        if answer is None:
+            ctx.add(MALFORMED_BOX, turn.answer_field, f"no <answer>...</answer> in {turn.answer[:120]!r}")
+            continue
+        written = ctx.single_box(answer, turn.answer_field)
+        box = ctx.box(written, turn.answer_field, CoordSystem.QWEN2VL) if written is not None else None
+        named = last_reference(answer, question, think.group(1) if think else None)
+        target = ctx.target(
+            0 if named is None and len(images) == 1 else named, len(images), turn.answer_field, answer
+        )
+        if box is None or target is None:
+            continue
+        samples.append(
+            GroundingSample(
+                id=f"{ctx.index}-{number}",
+                task=task,
+                source=SOURCE,
+                images=list(images),
+                question=question,
+                target_image=target,
+                box=box,
+                cot=think.group(1).strip() if think else None,
+                extra={"turn": number},
+            )
+        )
+    return samples if ctx.ok else []
+
+
+FORMAT = FormatSpec(
+    name=SOURCE,
+    description="UniVG-R1 stage-1 CoT-SFT json (ShareGPT): <think>...</think><answer>box 0..1000</answer>",
+    read=read,
+)

@@ -1,0 +1,36 @@
+"""What the four zero-shot benchmarks share: the official prompt wording and pixel boxes.
+
+LISA, LLMSeg, ReVOS and ReasonVOS give boxes in pixels of the original image, so their records are
+normalised with the target image's size; the questions are wrapped in the instruction the official
+UniVG-R1 evaluation scripts use (the reasoning suffix is added later by the prompt builder).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from univg.core.boxes import CoordSystem
+from univg.data.formats.base import RecordContext
+
+SINGLE_IMAGE_TEMPLATE = (
+    "Output the bounding box in the image corresponding to the instruction: {instruction}."
+)
+VIDEO_TEMPLATE = (
+    "This is a sequence of images from a video. Please understand the entire video content, and then output "
+    "the bounding box in the {ordinal} image according to the instruction: {instruction}."
+)
+# The official scripts ground the third of the six sampled frames.
+VIDEO_TARGET_FRAME = 2
+_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+
+
+def video_question(instruction: str, target: int = VIDEO_TARGET_FRAME) -> str:
+    return VIDEO_TEMPLATE.format(ordinal=_ORDINALS[target], instruction=instruction.strip())
+
+
+def pixel_box(
+    values: Any, field_name: str, image: str | None, ctx: RecordContext
+) -> tuple[float, float, float, float] | None:
+    """A pixel box normalised by its image's size (None without images: only pixel checks run)."""
+    size = ctx.image_size(image) if image is not None else None
+    return ctx.box(values, field_name, CoordSystem.PIXELS, size)

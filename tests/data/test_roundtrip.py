@@ -1,0 +1,108 @@
+"""convert -> load -> prompt -> answer text -> parse -> the same box, in every coordinate system."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from univg.core.boxes import CoordSystem
+from univg.core.parsing import extract_box
+from univg.data.convert import convert_file
+from univg.data.images import load_image
+from univg.data.prompts import (
+    COT_SUFFIX,
+    SIMPLE_REFERENCE_PREFIX,
+    answer_text,
+    box_from_model,
+    box_to_pixels,
+    model_image_size,
+    sample_messages,
+)
+from univg.data.schema import GroundingSample, read_jsonl
+
+SIZES = [(640, 480), (1280, 720), (333, 999), (90, 60)]
+
+
+@pytest.fixture
+def converted(
+    tmp_path: Path, mig_bench_sample: Path, make_image: Callable[..., Path]
+) -> list[GroundingSample]:
+    """The MIG-Bench sample converted with generated images of assorted sizes."""
+    for number, record in enumerate(json.loads(mig_bench_sample.read_text())):
+        for position, path in enumerate(record["images"]):
+            make_image(tmp_path / "images" / path, SIZES[(number + position) % len(SIZES)])
+    out = tmp_path / "mig.jsonl"
+    convert_file("mig-bench", mig_bench_sample, out, image_root=tmp_path / "images")
+    return list(read_jsonl(out))
+
+
+@pytest.mark.parametrize("coords", ["qwen2vl", "pixels"])
+def test_round_trip_through_the_prompt(converted: list[GroundingSample], coords: str) -> None:
+    assert len(converted) == 11
+    for sample in converted:
+        messages = sample_messages(sample, coords=coords, with_answer=True)
+        user, assistant = messages
+        assert [part["type"] for part in user["content"]] == ["image"] * len(sample.images) + ["text"]
+        assert user["content"][-1]["text"] == sample.question + COT_SUFFIX
+        answer = assistant["content"][0]["text"]
+        written = extract_box(answer, "strict")
+        assert written is not None, answer
+        loaded = load_image(sample.target_path)
+        size = loaded.resized_size if coords == "pixels" else None
+        assert model_image_size(tuple(sample.extra["target_size"])) == loaded.resized_size
+        back = box_from_model(written, coords, size)
+        tolerance = 0.5 / min(size) if size else 0.5 / 1000
+        assert back == pytest.approx(sample.box, abs=tolerance + 1e-12)
+        x1, _, x2, _ = box_to_pixels(back, loaded.original_size)
+        assert 0 <= x1 < x2 <= loaded.original_size[0]
+
+
+def test_pixel_answers_need_the_target_size(converted: list[GroundingSample]) -> None:
+    sample = converted[0]
+    sample.extra.pop("target_size")
+    with pytest.raises(ValueError, match="need the target image size"):
+        sample_messages(sample, coords="pixels", with_answer=True)
+    given_size = sample_messages(sample, coords="pixels", size=(560, 420), with_answer=True)
+    assert "(180, 40), (559, 304)" in given_size[1]["content"][0]["text"]
+
+
+def test_simple_reference_items_get_the_prefix_and_no_reasoning() -> None:
+    sample = GroundingSample(
+        "1", "refcoco", "refcoco", ["a.jpg"], "the man on the left", 0, (0.1, 0.2, 0.3, 0.4)
+    )
+    user, assistant = sample_messages(sample, with_answer=True)
+    assert user["content"][-1]["text"] == SIMPLE_REFERENCE_PREFIX + "the man on the left"
+    assert assistant["content"][0]["text"] == "<answer>(100, 200), (300, 400)</answer>"
+
+
+def test_chain_of_thought_goes_into_the_answer() -> None:
+    sample = GroundingSample(
+        "1", "cot-sft", "univg-sft", ["a.jpg", "b.jpg"], "q", 1, (0.1, 0.2, 0.3, 0.4), cot="why"
+    )
+    text = sample_messages(sample, with_answer=True)[1]["content"][0]["text"]
+    assert text == "<think>why</think><answer>(100, 200), (300, 400)</answer>"
+
+
+boxes = st.tuples(st.floats(0, 0.49), st.floats(0, 0.49), st.floats(0.51, 1), st.floats(0.51, 1)).map(
+    lambda b: (b[0], b[1], b[2], b[3])
+)
+
+
+@given(box=boxes, width=st.integers(28, 4000), height=st.integers(28, 4000))
+def test_any_box_survives_the_trip_within_rounding(box: tuple, width: int, height: int) -> None:
+    if max(width, height) / min(width, height) > 200:
+        return
+    resized = model_image_size((width, height))
+    for coords, size, tolerance in (
+        (CoordSystem.QWEN2VL, None, 0.5 / 1000),
+        (CoordSystem.PIXELS, resized, 0.5 / min(resized)),
+    ):
+        for style in ("univg", "plain"):
+            text = answer_text(box, coords=coords, size=size, think="t", style=style)
+            written = extract_box(text, "strict" if style == "univg" else "first")
+            assert box_from_model(written, coords, size) == pytest.approx(box, abs=tolerance + 1e-12)
