@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-DATA_COMMAND_MODULES: tuple[str, ...] = ()
+DATA_COMMAND_MODULES: tuple[str, ...] = ("univg.cli.data_convert", "univg.cli.data_synth")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,58 @@
+"""correspondence: the object marked in image 1 has a counterpart in image 2 of the same shape.
+
+"Similar function or meaning" becomes "same shape, another colour". Distractors in image 2 have other
+shapes (at higher levels often the marked object's colour, a trap for colour matching), and the
+unmarked objects of image 1 wear those shapes, so only the red marker says which shape to look for.
+"""
+
+from __future__ import annotations
+
+import random
+
+from univg.data.synthetic.difficulty import Level
+from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.questions import CORRESPONDENCE
+from univg.data.synthetic.scene import (
+    COLOURS,
+    SHAPES,
+    Look,
+    Scene,
+    background,
+    name,
+    object_count,
+    place,
+    random_look,
+    random_sizes,
+)
+
+TASK = "correspondence"
+
+
+def generate(rng: random.Random, level: Level) -> Problem:
+    marked = random_look(rng, level)
+    counterpart = Look(
+        rng.choice([c for c in COLOURS if c != marked.colour]), marked.shape, rng.choice(level.textures)
+    )
+    other_shapes = [s for s in SHAPES if s != marked.shape]
+    second: list[Look] = [counterpart]
+    for _ in range(object_count(rng, level) - 1):
+        colour = marked.colour if rng.random() < level.similar else rng.choice(list(COLOURS))
+        second.append(Look(colour, rng.choice(other_shapes), rng.choice(level.textures)))
+    decoy_shapes = [look.shape for look in second[1:]]
+    first = [marked] + [
+        Look(rng.choice(list(COLOURS)), rng.choice(decoy_shapes), rng.choice(level.textures))
+        for _ in range(object_count(rng, level) - 1)
+    ]
+    scene1 = Scene(place(first, rng, random_sizes(len(first), rng, level)), background(rng))
+    scene2 = Scene(place(second, rng, random_sizes(len(second), rng, level)), background(rng))
+    return Problem(
+        task=TASK,
+        level=level.name,
+        images=(SceneImage(scene1, marker=1), SceneImage(scene2)),
+        question=CORRESPONDENCE,
+        target_image=1,
+        target=1,
+        phrase=name(counterpart, second),
+        chain=f"The marked object is {name(marked, first)}; image 2 has {{obj}} of the same shape,"
+        " at the {where}.",
+    )

@@ -1,0 +1,50 @@
+"""locate: "Locate the red circle in the 2th image." The simple multi-image step a base model learns.
+
+Not a MIG-Bench task: it teaches which image a question points at, with the object named outright,
+so pretraining can cover multi-image input before the reasoning tasks. The named look may also
+appear in other images, so the image index in the question matters.
+"""
+
+from __future__ import annotations
+
+import random
+
+from univg.data.synthetic.difficulty import Level
+from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.questions import LOCATE
+from univg.data.synthetic.scene import (
+    Scene,
+    background,
+    distractor_looks,
+    name,
+    object_count,
+    place,
+    random_look,
+    random_sizes,
+)
+
+TASK = "locate"
+
+
+def generate(rng: random.Random, level: Level) -> Problem:
+    count = min(3, 2 + level.more_images)
+    k = rng.randrange(count)
+    target = random_look(rng, level)
+    scenes = []
+    for index in range(count):
+        n = object_count(rng, level)
+        also_here = index == k or rng.random() < 0.5
+        looks = ([target] if also_here else []) + distractor_looks(target, n - int(also_here), rng, level)
+        scenes.append(Scene(place(looks, rng, random_sizes(n, rng, level)), background(rng)))
+    every_look = [o.look for s in scenes for o in s.objects]
+    expression = name(target, every_look).removeprefix("the ")
+    return Problem(
+        task=TASK,
+        level=level.name,
+        images=tuple(SceneImage(s) for s in scenes),
+        question=LOCATE.format(expr=expression, k=k + 1),
+        target_image=k,
+        target=1,
+        phrase=f"the {expression}",
+        chain=f"In image {k + 1}, {{obj}} is at the {{where}}.",
+    )

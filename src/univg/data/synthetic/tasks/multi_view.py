@@ -1,0 +1,63 @@
+"""multi_view: one scene seen by several cameras; find the object marked in view 1 in view k.
+
+Each view zooms and shifts the whole scene, so the marked box's coordinates, given in the question,
+do not answer for view k (the target moves by at least half its size); at higher levels a post may
+hide part of it, and near-miss distractors share its colour or shape.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from univg.data.synthetic.difficulty import Level
+from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.questions import MULTI_VIEW
+from univg.data.synthetic.scene import (
+    PlacementError,
+    Scene,
+    background,
+    distractor_looks,
+    inside,
+    moved_enough,
+    name,
+    object_count,
+    occluder_over,
+    place,
+    random_camera,
+    random_look,
+    random_sizes,
+)
+
+TASK = "multi_view"
+CAMERA_TRIES = 50
+
+
+def generate(rng: random.Random, level: Level) -> Problem:
+    count = min(5, 3 + level.more_images)
+    k = rng.randrange(1, count)
+    n = object_count(rng, level)
+    target = random_look(rng, level)
+    looks = [target, *distractor_looks(target, n - 1, rng, level)]
+    world = Scene(place(looks, rng, random_sizes(n, rng, level), margin=0.1), background(rng))
+    views = [world.viewed(random_camera(rng, level)) for _ in range(count)]
+    for _ in range(CAMERA_TRIES):
+        first, kth = views[0].get(1), views[k].get(1)
+        if inside(first.extent) and inside(kth.extent) and moved_enough(first, kth):
+            break
+        views[0], views[k] = (world.viewed(random_camera(rng, level)) for _ in range(2))
+    else:
+        raise PlacementError("no camera pair keeps the target in view and moves it")
+    if rng.random() < level.occlusion:
+        views[k] = replace(views[k], occluders=(occluder_over(views[k].get(1), rng),))
+    images = [SceneImage(views[0], marker=1), *(SceneImage(v) for v in views[1:])]
+    return Problem(
+        task=TASK,
+        level=level.name,
+        images=tuple(images),
+        question=MULTI_VIEW.format(k=k + 1),
+        target_image=k,
+        target=1,
+        phrase=name(target, looks),
+        chain=f"The marked object is {{obj}}; in image {k + 1} it is at the {{where}}.",
+    )

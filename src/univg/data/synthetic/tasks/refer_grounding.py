@@ -1,0 +1,43 @@
+"""refer_grounding: image 1 shows one object on its own; find it among distractors in image 2.
+
+The question never names the object: its look is only in image 1, and image 2 holds near misses.
+"""
+
+from __future__ import annotations
+
+import random
+
+from univg.data.synthetic.difficulty import Level
+from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.questions import REFER_GROUNDING
+from univg.data.synthetic.scene import (
+    Scene,
+    background,
+    distractor_looks,
+    name,
+    object_count,
+    place,
+    random_look,
+    random_sizes,
+)
+
+TASK = "refer_grounding"
+QUERY_SIZE = (0.45, 0.6)  # image 1 is a close-up of the object, as MIG-Bench's crops are
+
+
+def generate(rng: random.Random, level: Level) -> Problem:
+    target = random_look(rng, level)
+    query = Scene(place([target], rng, [rng.uniform(*QUERY_SIZE)]), background(rng))
+    n = object_count(rng, level)
+    looks = [target, *distractor_looks(target, n - 1, rng, level)]
+    scene = Scene(place(looks, rng, random_sizes(n, rng, level)), background(rng))
+    return Problem(
+        task=TASK,
+        level=level.name,
+        images=(SceneImage(query), SceneImage(scene)),
+        question=REFER_GROUNDING,
+        target_image=1,
+        target=1,
+        phrase=name(target, looks),
+        chain="Image 1 shows {obj}; in image 2 it is at the {where}.",
+    )
