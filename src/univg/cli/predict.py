@@ -1,0 +1,119 @@
+"""`univg predict`: ground one question in one or more images (or video frames) with a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from univg.inference.predictor import Prediction
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="ground a question in images or video frames and print the answer",
+        description="Ground a question in one or more images (in order: 'the second image' is the second "
+        "--image) or in frames sampled from a video, print the model's answer and the box, and "
+        "optionally draw the box on the target image.",
+    )
+    parser.add_argument(
+        "--model", required=True, help="checkpoint directory, LoRA adapter directory or hub id"
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", action="append", help="an image path; repeat for several images, in order")
+    source.add_argument("--video", help="a video file or a folder of frames")
+    parser.add_argument(
+        "--frames", type=int, default=6, help="frames sampled from --video (default: %(default)s)"
+    )
+    parser.add_argument("--question", required=True, help="the grounding instruction")
+    parser.add_argument("--draw", metavar="OUT.png", help="draw the box on the target image and save it here")
+    parser.add_argument("--json", action="store_true", help="print the whole prediction as JSON")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="ask the question alone, without the UniVG-R1 reasoning instruction (for base Qwen2-VL models)",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="default: %(default)s")
+    parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--temperature", type=float, default=1.0, help="with --sample (default: %(default)s)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="with --sample (default: %(default)s)")
+    parser.add_argument("--seed", type=int, help="random seed for --sample")
+    parser.add_argument("--adapter", help="a LoRA adapter to apply on top of --model")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    parser.add_argument("--device-map", help="e.g. auto, cpu, cuda (default: load on the CPU)")
+    parser.add_argument("--attn-implementation", help="e.g. sdpa, eager, flash_attention_2")
+    parser.add_argument(
+        "--max-pixels", type=int, help="image pixel budget (default: 401408, the paper's training setting)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from univg.data.images import ImageLoadError
+    from univg.inference.draw import draw_prediction
+    from univg.inference.predictor import GenerationOptions, Predictor, PromptTooLongError, Request
+    from univg.models.loading import ModelLoadError, load_model_and_processor
+
+    load_kwargs = {
+        "dtype": args.dtype,
+        "device_map": args.device_map,
+        "attn_implementation": args.attn_implementation,
+        "adapter": args.adapter,
+    }
+    if args.max_pixels is not None:
+        load_kwargs["max_pixels"] = args.max_pixels
+    generation = GenerationOptions(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    request = Request(
+        question=args.question, images=args.image or (), video=args.video, num_frames=args.frames, id="cli"
+    )
+    try:
+        predictor = Predictor(
+            load_model_and_processor(args.model, **load_kwargs),
+            batch_size=1,
+            generation=generation,
+            style="plain" if args.plain else "univg",
+        )
+        prediction = predictor.predict_one(request)
+    except (ModelLoadError, ImageLoadError, PromptTooLongError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    if args.json:
+        print(json.dumps(prediction.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(prediction.text)
+        print()
+        print(_summary(prediction))
+    if args.draw:
+        try:
+            path = draw_prediction(prediction, args.draw)
+        except (ValueError, ImageLoadError) as exc:
+            print(f"not drawn: {exc}", file=sys.stderr)
+            return 0
+        print(f"drew the box on {prediction.images[prediction.target_image]} -> {path}", file=sys.stderr)
+    return 0
+
+
+def _summary(prediction: Prediction) -> str:
+    if prediction.raw_box is None:
+        return "box: none found in the answer"
+    if prediction.box is None:
+        return f"box: {prediction.raw_box} as written; the model did not say which image it is in"
+    where = prediction.target_image
+    image = f"image {where + 1} ({prediction.images[where]})" if where is not None else "an unnamed image"
+    lines = [f"box: {tuple(round(v, 4) for v in prediction.box)} (0..1) in {image}"]
+    if prediction.box_pixels is not None:
+        lines.append(f"pixels: {tuple(round(v, 1) for v in prediction.box_pixels)}")
+    if prediction.frame_indices is not None and where is not None:
+        lines.append(f"video frame: {prediction.frame_indices[where]}")
+    lines.append(f"time: {prediction.timing.total_s:.2f}s, {prediction.generated_tokens} tokens")
+    return "\n".join(lines)

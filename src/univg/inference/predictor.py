@@ -1,0 +1,344 @@
+"""Batched multi-image grounding: requests in, raw text plus a box in the target image out.
+
+The CLI, the evaluator, the server and the demo all predict through `Predictor`, so they see the
+same prompts (the one prompt builder), the same pixels (the one image loader) and the same box
+reading (the one parser). Requests run in batches with left padding, so a batched greedy answer is
+the answer the request gets on its own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from univg.core.boxes import CoordSystem
+from univg.core.parsing import BoxTuple, ParseMode, extract_box, extract_target_image, is_strict_format
+from univg.core.resize import image_token_count
+from univg.data.images import DEFAULT_NUM_FRAMES, ImageSource, LoadedImage, load_image, load_video_frames
+from univg.data.prompts import PromptStyle, box_from_model, box_to_pixels, build_messages
+
+if TYPE_CHECKING:
+    from transformers import BatchFeature
+
+    from univg.models.loading import LoadedModel
+
+
+class PromptTooLongError(ValueError):
+    """A request whose prompt (mostly image tokens) does not fit the model's context.
+
+    Raised before anything runs: truncating would cut through image tokens and silently feed the
+    model a broken prompt.
+    """
+
+
+@dataclass
+class Request:
+    """One grounding question over images, or over frames sampled from a video.
+
+    `images` are paths or PIL images, in the order the question counts them ("the second image").
+    `video` is a video file or a folder of frames; `num_frames` are sampled uniformly and become the
+    images. Give one or the other.
+    """
+
+    question: str
+    images: Sequence[ImageSource] = ()
+    video: str | os.PathLike[str] | None = None
+    num_frames: int = DEFAULT_NUM_FRAMES
+    id: str | None = None
+    simple_reference: bool = False
+
+    def problem(self) -> str | None:
+        """Why this request cannot run, or None."""
+        if not self.question.strip():
+            return "empty question"
+        if self.video is not None and len(self.images) > 0:
+            return "give images or a video, not both"
+        if self.video is None and not self.images:
+            return "no images and no video"
+        return None
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How answers are decoded: greedy by default (reproducible), sampled with `do_sample`."""
+
+    max_new_tokens: int = 256
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+
+
+@dataclass
+class Timing:
+    """Wall-clock seconds of the batch a request ran in (every request of a batch waits for all of it)."""
+
+    batch_size: int
+    load_s: float  # reading and resizing images, building and tokenizing prompts
+    generate_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.load_s + self.generate_s
+
+
+@dataclass
+class Prediction:
+    """What the model answered to one request, and the box read from it.
+
+    `raw_box` is the box as written. `box` is canonical (0..1 of the target image) and `box_pixels`
+    is in pixels of the original target image; both are None when no box was found or the target
+    image is unknown (several images, none named by the model, and a family that writes pixels).
+    """
+
+    id: str | None
+    text: str
+    raw_box: BoxTuple | None
+    box: BoxTuple | None
+    box_pixels: BoxTuple | None
+    target_image: int | None  # the image the box is in: the one the model names, or the only one
+    named_image: int | None  # the image the model names, as it names it (may be out of range)
+    format_ok: bool  # the whole response is <think>...</think><answer>ONE BOX</answer>
+    images: list[str]
+    image_sizes: list[tuple[int, int]]  # original (width, height) of each image
+    frame_indices: list[int] | None  # for video requests: the frame each image was taken from
+    prompt_tokens: int
+    generated_tokens: int
+    timing: Timing
+
+    def to_json(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["timing"]["total_s"] = self.timing.total_s
+        return record
+
+
+class Answer(NamedTuple):
+    """The box a response gives, read against the request's images (see `Prediction` for the fields)."""
+
+    raw_box: BoxTuple | None
+    box: BoxTuple | None
+    box_pixels: BoxTuple | None
+    target_image: int | None
+    named_image: int | None
+
+
+def read_answer(
+    text: str,
+    images: Sequence[LoadedImage],
+    coords: CoordSystem,
+    parse_mode: ParseMode = "answer",
+) -> Answer:
+    """Read the box of a response and place it in its target image.
+
+    Qwen2-VL boxes (0..1000) are relative to whichever image they are in; Qwen2.5-VL pixel boxes need
+    the resized size of the target image, so they are converted only when the target is known.
+    """
+    named = extract_target_image(text)
+    if len(images) == 1:
+        target: int | None = 0
+    elif named is not None and 0 <= named < len(images):
+        target = named
+    else:
+        target = None
+    raw = extract_box(text, parse_mode)
+    if raw is None:
+        return Answer(None, None, None, target, named)
+    box: BoxTuple | None = None
+    if coords is not CoordSystem.PIXELS:
+        box = box_from_model(raw, coords)
+    elif target is not None:
+        box = box_from_model(raw, coords, images[target].resized_size)
+    pixels = (
+        box_to_pixels(box, images[target].original_size) if box is not None and target is not None else None
+    )
+    return Answer(raw, box, pixels, target, named)
+
+
+@dataclass
+class _Prepared:
+    request: Request
+    images: list[LoadedImage]
+    frame_indices: list[int] | None
+    prompt: str
+    prompt_tokens: int
+    index: int
+
+
+class Predictor:
+    """Grounding with a loaded Qwen2-VL / Qwen2.5-VL model, many requests at a time."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        batch_size: int = 8,
+        generation: GenerationOptions | None = None,
+        style: PromptStyle | str = PromptStyle.UNIVG,
+        parse_mode: ParseMode | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = loaded.model
+        self.processor = loaded.processor
+        self.coords = loaded.coords
+        self.batch_size = batch_size
+        self.generation = generation or GenerationOptions()
+        self.style = PromptStyle(style)
+        # UniVG answers carry the box in <answer>; plain Qwen2-VL grounding writes a bare box.
+        self.parse_mode: ParseMode = parse_mode or ("answer" if self.style is PromptStyle.UNIVG else "first")
+        size = self.processor.image_processor.size
+        self.min_pixels = int(size.shortest_edge)
+        self.max_pixels = int(size.longest_edge)
+        self.context_length = int(self.model.config.get_text_config().max_position_embeddings)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str,
+        *,
+        batch_size: int = 8,
+        generation: GenerationOptions | None = None,
+        style: PromptStyle | str = PromptStyle.UNIVG,
+        **load_kwargs: Any,
+    ) -> Predictor:
+        """Load a checkpoint (`load_kwargs` go to `load_model_and_processor`) and wrap it."""
+        from univg.models.loading import load_model_and_processor
+
+        loaded = load_model_and_processor(path_or_hub_id, **load_kwargs)
+        return cls(loaded, batch_size=batch_size, generation=generation, style=style)
+
+    def predict(
+        self, requests: Iterable[Request], *, generation: GenerationOptions | None = None
+    ) -> list[Prediction]:
+        """Answer every request, in order, `batch_size` at a time."""
+        options = generation or self.generation
+        requests = list(requests)
+        predictions: list[Prediction] = []
+        for start in range(0, len(requests), self.batch_size):
+            predictions.extend(self._run_batch(requests[start : start + self.batch_size], start, options))
+        return predictions
+
+    def predict_one(self, request: Request, *, generation: GenerationOptions | None = None) -> Prediction:
+        return self.predict([request], generation=generation)[0]
+
+    def encode(self, requests: Sequence[Request], *, max_new_tokens: int | None = None) -> BatchFeature:
+        """The model inputs `predict` builds for one batch of requests (left padded, on the model's device).
+
+        For callers that need more than generated text from the same prompts, e.g. answer scores.
+        """
+        budget = self.generation.max_new_tokens if max_new_tokens is None else max_new_tokens
+        return self._encode([self._prepare(request, i, budget) for i, request in enumerate(requests)])
+
+    def _prepare(self, request: Request, index: int, max_new_tokens: int) -> _Prepared:
+        """Load a request's images and build its prompt; refuse it when it cannot fit the context."""
+        name = request.id or index
+        problem = request.problem()
+        if problem is not None:
+            raise ValueError(f"request {name}: {problem}")
+        frame_indices = None
+        if request.video is not None:
+            images, frame_indices = load_video_frames(
+                request.video, request.num_frames, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+            )
+        else:
+            images = [
+                load_image(source, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+                for source in request.images
+            ]
+        messages = build_messages(
+            len(images), request.question, style=self.style, simple_reference=request.simple_reference
+        )
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # The prompt as the model will see it: each image placeholder expands to its image tokens.
+        text_tokens = len(self.processor.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        merge = self.processor.image_processor.merge_size
+        image_tokens = sum(
+            image_token_count(img.resized_size[1], img.resized_size[0], merge) for img in images
+        )
+        prompt_tokens = text_tokens - len(images) + image_tokens
+        if prompt_tokens + max_new_tokens > self.context_length:
+            raise PromptTooLongError(
+                f"request {name}: the prompt needs {prompt_tokens} tokens ({image_tokens} of them for "
+                f"{len(images)} images at max_pixels={self.max_pixels}) and the answer up to "
+                f"{max_new_tokens}, but the model's context is {self.context_length} tokens; use fewer or "
+                "smaller images (a lower max_pixels) or a lower max_new_tokens"
+            )
+        return _Prepared(request, images, frame_indices, prompt, prompt_tokens, index)
+
+    def _encode(self, batch: list[_Prepared]) -> BatchFeature:
+        inputs = self.processor(
+            text=[p.prompt for p in batch],
+            images=[img.image for p in batch for img in p.images],
+            padding=True,
+            padding_side="left",
+            return_tensors="pt",
+        )
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        for prepared, length in zip(batch, lengths, strict=True):
+            if length != prepared.prompt_tokens:
+                raise RuntimeError(
+                    f"request {prepared.request.id or prepared.index}: the processor made {length} prompt "
+                    f"tokens, expected {prepared.prompt_tokens} (image resizing disagrees with the processor)"
+                )
+        inputs = inputs.to(self.model.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return inputs
+
+    def _run_batch(
+        self, requests: list[Request], offset: int, options: GenerationOptions
+    ) -> list[Prediction]:
+        import torch
+        from transformers import GenerationConfig
+
+        start = time.perf_counter()
+        batch = [
+            self._prepare(request, offset + i, options.max_new_tokens) for i, request in enumerate(requests)
+        ]
+        inputs = self._encode(batch)
+        loaded_at = time.perf_counter()
+
+        defaults = self.model.generation_config
+        config = GenerationConfig(
+            max_new_tokens=options.max_new_tokens,
+            do_sample=options.do_sample,
+            temperature=options.temperature if options.do_sample else None,
+            top_p=options.top_p if options.do_sample else None,
+            top_k=options.top_k if options.do_sample else None,
+            eos_token_id=defaults.eos_token_id,
+            pad_token_id=defaults.pad_token_id
+            if defaults.pad_token_id is not None
+            else defaults.eos_token_id,
+            bos_token_id=defaults.bos_token_id,
+        )
+        if options.seed is not None:
+            torch.manual_seed(options.seed)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, generation_config=config)
+        generated = output[:, inputs["input_ids"].shape[1] :].tolist()
+        timing = Timing(len(batch), loaded_at - start, time.perf_counter() - loaded_at)
+        return [
+            self._prediction(p, ids, timing, config.eos_token_id)
+            for p, ids in zip(batch, generated, strict=True)
+        ]
+
+    def _prediction(self, prepared: _Prepared, ids: list[int], timing: Timing, eos: Any) -> Prediction:
+        stops = set(eos if isinstance(eos, list) else [eos])
+        end = next((i for i, token in enumerate(ids) if token in stops), len(ids))
+        text = self.processor.tokenizer.decode(ids[:end], skip_special_tokens=False)
+        answer = read_answer(text, prepared.images, self.coords, self.parse_mode)
+        return Prediction(
+            id=prepared.request.id,
+            text=text,
+            **answer._asdict(),
+            format_ok=is_strict_format(text),
+            images=[img.path for img in prepared.images],
+            image_sizes=[img.original_size for img in prepared.images],
+            frame_indices=prepared.frame_indices,
+            prompt_tokens=prepared.prompt_tokens,
+            generated_tokens=end,
+            timing=timing,
+        )

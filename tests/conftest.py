@@ -1,0 +1,33 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2-VL checkpoint (trained ~374-token vocabulary), built once per session.
+
+    Read-only for tests: copy it first to change anything.
+    """
+    from univg.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2vl-trained", vocab="trained", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_varied_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2-VL whose untrained answers differ from prompt to prompt.
+
+    With the standard 0.02 initialisation an untrained model answers everything with the same token,
+    so "these two outputs are equal" proves nothing; weights drawn with std 0.1 make the greedy
+    answer depend on every image and word of the prompt. Read-only for tests.
+    """
+    from univg.models.tiny import TinySpec, build_tiny_model
+
+    return build_tiny_model(
+        tmp_path_factory.mktemp("tiny") / "qwen2vl-varied", spec=TinySpec(initializer_range=0.1), seed=0
+    )

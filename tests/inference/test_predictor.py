@@ -1,0 +1,220 @@
+"""The Predictor on a tiny model: batching changes nothing, image order matters, long prompts fail loudly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from univg.core.boxes import CoordSystem
+from univg.data.images import load_image
+from univg.inference.predictor import GenerationOptions, Predictor, PromptTooLongError, Request, read_answer
+from univg.models.loading import load_model_and_processor
+from univg.models.tiny import TinySpec, build_tiny_model
+
+SMALL = 112 * 112  # 16 image tokens per image: fast, and what the tiny model trains at
+SHORT = GenerationOptions(max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Noise images of different sizes (so each has its own token count), saved as files."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (w, h) in enumerate([(112, 112), (168, 112), (112, 224), (200, 150), (90, 300)]):
+        path = folder / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_varied_model_dir):
+    loaded = load_model_and_processor(tiny_varied_model_dir, max_pixels=SMALL)
+    return Predictor(loaded, batch_size=4, generation=SHORT)
+
+
+def _requests(images):
+    questions = ["Find the red circle.", "Where is the dog?", "Locate the square in the second image."]
+    return [
+        Request(
+            question=questions[i % 3],
+            images=[images[i % 5]] if i % 2 else [images[i % 5], images[(i + 2) % 5]],
+        )
+        for i in range(7)
+    ]
+
+
+def test_batched_greedy_equals_one_by_one(predictor, images):
+    requests = _requests(images)
+    batched = predictor.predict(requests)
+    single = [predictor.predict_one(r) for r in requests]
+    assert [p.text for p in batched] == [p.text for p in single]
+    assert [p.prompt_tokens for p in batched] == [p.prompt_tokens for p in single]
+    assert len({p.text for p in batched}) > 1  # the model does answer differently: equality means something
+    assert [p.timing.batch_size for p in batched] == [4, 4, 4, 4, 3, 3, 3]
+    assert all(p.generated_tokens <= SHORT.max_new_tokens for p in batched)
+
+
+def test_results_follow_request_order_and_ids(predictor, images):
+    requests = [Request(question="Find it.", images=[images[i]], id=f"r{i}") for i in range(5)]
+    predictions = predictor.predict(requests)
+    assert [p.id for p in predictions] == ["r0", "r1", "r2", "r3", "r4"]
+    assert [p.images for p in predictions] == [[images[i]] for i in range(5)]
+
+
+def test_image_order_reaches_the_model(predictor, images):
+    a, b = images[0], images[3]
+    forward = Request(question="Which image shows more red?", images=[a, b])
+    backward = Request(question="Which image shows more red?", images=[b, a])
+    first, second, again = predictor.predict([forward, backward, forward])
+    assert first.text == again.text
+    assert first.text != second.text
+    assert first.images == [a, b] and second.images == [b, a]
+    assert first.image_sizes == [(112, 112), (200, 150)]
+
+
+def test_pixels_go_to_the_model_in_request_order(predictor, images):
+    """Within a batch, every request's images are passed in order, request after request."""
+    requests = [
+        Request(question="q", images=[images[1], images[2]]),
+        Request(question="q", images=[images[4]]),
+    ]
+    inputs = predictor.encode(requests)
+    sizes = [load_image(p, max_pixels=SMALL).resized_size for p in (images[1], images[2], images[4])]
+    assert inputs["image_grid_thw"].tolist() == [[1, h // 14, w // 14] for w, h in sizes]
+    assert inputs["attention_mask"][1, 0] == 0  # the shorter prompt is padded on the left
+    assert inputs["attention_mask"][:, -1].tolist() == [1, 1]
+
+
+def test_too_long_prompt_is_a_clear_error_before_generation(tmp_path, images):
+    short_context = build_tiny_model(tmp_path / "short", spec=TinySpec(max_position_embeddings=192))
+    predictor = Predictor(load_model_and_processor(short_context, max_pixels=SMALL), generation=SHORT)
+    assert predictor.predict([Request(question="Find it.", images=[images[0]])])[0].prompt_tokens < 192
+
+    ten_images = Request(question="Find it.", images=images * 2, id="many")
+    with pytest.raises(
+        PromptTooLongError, match=r"request many: the prompt needs \d+ tokens \(\d+ of them for 10 images"
+    ):
+        predictor.predict([ten_images])
+
+    one_image = Request(question="Find it.", images=[images[0]])
+    with pytest.raises(PromptTooLongError, match="context is 192 tokens"):
+        predictor.predict([one_image], generation=GenerationOptions(max_new_tokens=100))
+
+
+def test_video_frames_become_the_images(predictor, tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (84, 112, 3), dtype=np.uint8)).save(tmp_path / f"frame{i}.png")
+    prediction = predictor.predict_one(Request(question="Track the ball.", video=tmp_path, num_frames=4))
+    assert prediction.frame_indices == [0, 3, 6, 9]
+    assert len(prediction.images) == 4
+    assert prediction.images[1].endswith("frame3.png")
+
+
+def test_sampling_is_reproducible_with_a_seed(predictor, images):
+    request = Request(question="Find it.", images=[images[0]])
+    sampled = GenerationOptions(max_new_tokens=12, do_sample=True, temperature=1.5, seed=7)
+    assert (
+        predictor.predict_one(request, generation=sampled).text
+        == predictor.predict_one(request, generation=sampled).text
+    )
+    other = GenerationOptions(max_new_tokens=12, do_sample=True, temperature=1.5, seed=8)
+    assert (
+        predictor.predict_one(request, generation=sampled).text
+        != predictor.predict_one(request, generation=other).text
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "reason"),
+    [
+        (Request(question="Find it."), "no images and no video"),
+        (Request(question="  ", images=["x.png"]), "empty question"),
+        (Request(question="Find it.", images=["x.png"], video="clip.mp4"), "not both"),
+    ],
+)
+def test_invalid_requests_are_refused(predictor, request_, reason):
+    with pytest.raises(ValueError, match=reason):
+        predictor.predict([request_])
+
+
+def test_prediction_is_json_serialisable(predictor, images):
+    record = json.loads(
+        json.dumps(predictor.predict_one(Request(question="Find it.", images=[images[0]])).to_json())
+    )
+    assert set(record) >= {
+        "text",
+        "box",
+        "box_pixels",
+        "target_image",
+        "named_image",
+        "timing",
+        "prompt_tokens",
+    }
+    assert record["timing"]["total_s"] > 0
+
+
+def _loaded(*sizes):
+    return [load_image(Image.new("RGB", size), max_pixels=SMALL) for size in sizes]
+
+
+def test_read_answer_qwen2vl_box_in_the_named_image():
+    images = _loaded((200, 100), (100, 300))
+    text = (
+        "<think>It is the tall one.</think><answer>It's in the second image. (100, 200), (500, 1000)</answer>"
+    )
+    raw, box, pixels, target, named = read_answer(text, images, CoordSystem.QWEN2VL)
+    assert raw == (100, 200, 500, 1000)
+    assert box == pytest.approx((0.1, 0.2, 0.5, 1.0))
+    assert (target, named) == (1, 1)
+    assert pixels == pytest.approx((10, 60, 50, 300))  # the second image's original 100x300 pixels
+
+
+def test_read_answer_qwen25_pixels_refer_to_the_resized_target():
+    images = _loaded((200, 100), (100, 300))
+    width, height = images[0].resized_size
+    text = f"<answer>In the first image: ({width // 2}, 0), ({width}, {height})</answer>"
+    _, box, pixels, target, _ = read_answer(text, images, CoordSystem.PIXELS)
+    assert target == 0
+    assert box == pytest.approx((0.5, 0.0, 1.0, 1.0))
+    assert pixels == pytest.approx((100, 0, 200, 100))
+
+
+def test_read_answer_unknown_target_among_several_images():
+    images = _loaded((200, 100), (100, 300))
+    raw, box, pixels, target, named = read_answer(
+        "<answer>(10, 20), (30, 40)</answer>", images, CoordSystem.PIXELS
+    )
+    assert raw == (10, 20, 30, 40)
+    assert (box, pixels, target, named) == (None, None, None, None)
+    _, qwen2_box, qwen2_pixels, _, _ = read_answer(
+        "<answer>(10, 20), (30, 40)</answer>", images, CoordSystem.QWEN2VL
+    )
+    assert qwen2_box == pytest.approx((0.01, 0.02, 0.03, 0.04))
+    assert qwen2_pixels is None
+
+
+def test_read_answer_single_image_needs_no_name_and_ignores_a_wrong_one():
+    images = _loaded((200, 100))
+    _, _, pixels, target, named = read_answer(
+        "<answer>third image (0, 0), (500, 500)</answer>", images, CoordSystem.QWEN2VL
+    )
+    assert (target, named) == (0, 2)
+    assert pixels == pytest.approx((0, 0, 100, 50))
+
+
+def test_qwen25_models_predict_through_the_same_path(tmp_path, images):
+    path = build_tiny_model(tmp_path / "q25", family="qwen2_5_vl", spec=TinySpec(initializer_range=0.1))
+    predictor = Predictor(load_model_and_processor(path, max_pixels=SMALL), batch_size=2, generation=SHORT)
+    assert predictor.coords is CoordSystem.PIXELS
+    requests = [
+        Request(question="Find it.", images=[images[0], images[1]]),
+        Request(question="Go.", images=[images[2]]),
+    ]
+    batched = predictor.predict(requests)
+    assert [p.text for p in batched] == [predictor.predict_one(r).text for r in requests]
