@@ -1,0 +1,183 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+from univg.training.config import parse_config
+from univg.training.grpo import (
+    DifficultyAwareGRPOTrainer,
+    UniVGGRPOConfig,
+    resolve_reward,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from grpo_checks import build_trainer, check_weights_on_one_batch, planted_reward
+
+
+@pytest.mark.parametrize("weighting", ["exp", "log", "square", "none"])
+def test_weights_are_phi_of_the_group_mean_with_local_batch_smaller_than_the_group(
+    tiny_varied_model_dir, synth_dir, tmp_path, weighting
+):
+    trainer = build_trainer(
+        tiny_varied_model_dir, synth_dir, tmp_path, weighting=weighting, per_device_batch=2
+    )
+    result = check_weights_on_one_batch(trainer)
+    assert result["local_means_differ_from_group_means"], "the check must tell group means from local means"
+    assert len(set(result["group_means"])) > 1
+
+
+def test_no_weighting_reproduces_stock_trl_loss(tiny_varied_model_dir, synth_dir, tmp_path):
+    ours = build_trainer(tiny_varied_model_dir, synth_dir, tmp_path / "ours", weighting="none")
+    batch = next(iter(ours.get_train_dataloader()))
+    stock = GRPOTrainer(
+        model=ours.model,
+        reward_funcs=[planted_reward],
+        args=ours.args,
+        train_dataset=ours.train_dataset,
+        processing_class=ours.processing_class,
+    )
+    losses = []
+    for trainer in (ours, stock):
+        trainer.model.train()
+        trainer.current_gradient_accumulation_steps = 1  # set by train(); we call compute_loss directly
+        torch.manual_seed(7)
+        inputs = trainer._generate_and_score_completions(batch)
+        losses.append(trainer.compute_loss(trainer.model, inputs).item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6, abs=1e-9)
+    assert losses[0] != 0.0
+
+
+def test_weighting_changes_the_loss(tiny_varied_model_dir, synth_dir, tmp_path):
+    losses = {}
+    for weighting in ("none", "exp"):
+        trainer = build_trainer(tiny_varied_model_dir, synth_dir, tmp_path / weighting, weighting=weighting)
+        batch = next(iter(trainer.get_train_dataloader()))
+        trainer.model.train()
+        trainer.current_gradient_accumulation_steps = 1
+        torch.manual_seed(7)
+        inputs = trainer._generate_and_score_completions(batch)
+        losses[weighting] = trainer.compute_loss(trainer.model, inputs).item()
+    assert losses["exp"] != pytest.approx(losses["none"])
+
+
+def test_training_logs_difficulty_metrics_every_step(tiny_varied_model_dir, synth_dir, tmp_path):
+    # 2 completions per device and micro-batch, 2 micro-batches per optimizer step: one group per step
+    trainer = build_trainer(
+        tiny_varied_model_dir, synth_dir, tmp_path, max_steps=2, steps_per_generation=2,
+        gradient_accumulation_steps=2,
+    )  # fmt: skip
+    trainer.train()
+    steps = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(steps) == 2
+    for entry in steps:
+        shares = entry["difficulty/easy"] + entry["difficulty/medium"] + entry["difficulty/hard"]
+        assert shares == pytest.approx(1.0)
+        assert 0.0 <= entry["difficulty/zero_variance_groups"] <= 1.0
+        assert entry["difficulty/phi_mean"] >= 1.0  # exp(1 - m) >= 1
+        assert "rewards/planted_reward/mean" in entry
+
+
+class KillAfterStep(TrainerCallback):
+    """Stops training right after a step, as a kill after a checkpoint would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def test_resume_after_interruption_gives_the_same_next_step(tiny_varied_model_dir, synth_dir, tmp_path):
+    # one generation per optimizer step, so a checkpoint never falls inside a buffered generation batch
+    common = {
+        "max_steps": 3, "save_strategy": "steps", "save_steps": 2, "learning_rate": 5e-3,
+        "steps_per_generation": 2, "gradient_accumulation_steps": 2,
+    }  # fmt: skip
+    full = build_trainer(tiny_varied_model_dir, synth_dir, tmp_path / "full", **common)
+    full.train()
+    interrupted = build_trainer(tiny_varied_model_dir, synth_dir, tmp_path / "cut", **common)
+    interrupted.add_callback(KillAfterStep(2))
+    interrupted.train()
+    assert interrupted.state.global_step == 2 and (tmp_path / "cut" / "checkpoint-2").is_dir()
+    resumed = build_trainer(tiny_varied_model_dir, synth_dir, tmp_path / "cut", **common)
+    resumed.train(resume_from_checkpoint=True)
+
+    def step(trainer, number):
+        return next(e for e in trainer.state.log_history if e.get("step") == number and "loss" in e)
+
+    # the KL term is nonzero only if the resumed run really continued from the checkpoint's weights
+    assert step(resumed, 3)["kl"] > 0.0
+    for name in ("loss", "kl", "reward", "grad_norm", "learning_rate"):
+        assert step(resumed, 3)[name] == pytest.approx(step(full, 3)[name], rel=1e-5), name
+    resumed_state = resumed.model.state_dict()
+    for name, value in full.model.state_dict().items():
+        torch.testing.assert_close(resumed_state[name], value)
+
+
+def test_config_from_yaml_recipe_with_overrides(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model_name_or_path: some/model\ntrain_files: [a.jsonl, b.jsonl]\ntrain_ratios: [1.0, 0.5]\n"
+        "difficulty_weighting: log\nnum_generations: 8\nlearning_rate: 1.0e-6\noutput_dir: out\nuse_cpu: true\n"
+    )
+    config = parse_config(UniVGGRPOConfig, ["--config", str(recipe), "--difficulty_weighting", "square"])
+    assert config.difficulty_weighting == "square"
+    assert config.train_files == ["a.jsonl", "b.jsonl"] and config.train_ratios == [1.0, 0.5]
+    assert config.learning_rate == 1e-6 and config.num_generations == 8
+    with pytest.raises(ValueError, match="difficulty_weighting must be one of"):
+        UniVGGRPOConfig(output_dir=str(tmp_path), use_cpu=True, difficulty_weighting="cubic")
+    with pytest.raises(ValueError, match="policy term only"):
+        UniVGGRPOConfig(output_dir=str(tmp_path), use_cpu=True, loss_type="vespo")
+
+
+def test_reward_resolution():
+    assert resolve_reward("accuracy").__name__ == "accuracy_reward"
+    assert resolve_reward("univg.core.rewards:format_reward").__name__ == "format_reward"
+    assert resolve_reward("univg.core.rewards.format_reward").__name__ == "format_reward"
+    with pytest.raises(ValueError, match="unknown reward"):
+        resolve_reward("nonsense")
+    with pytest.raises(ValueError, match="cannot import reward"):
+        resolve_reward("univg.core.rewards:missing")
+
+
+def test_unknown_difficulty_reward_is_a_clear_error(tiny_model_dir, synth_dir, tmp_path):
+    reference = build_trainer(tiny_model_dir, synth_dir, tmp_path)
+    with pytest.raises(ValueError, match="difficulty_reward 'planted' is not among"):
+        DifficultyAwareGRPOTrainer(
+            model=reference.model,
+            reward_funcs=[resolve_reward("format")],
+            args=reference.args,
+            train_dataset=reference.train_dataset,
+            processing_class=reference.processing_class,
+        )
+
+
+@pytest.mark.slow
+def test_weights_are_exact_across_two_processes(tiny_varied_model_dir, synth_dir, tmp_path):
+    # `accelerate launch --cpu --num_processes 2` starts ONE process unless mpirun is set up (accelerate
+    # 1.15); torchrun with ACCELERATE_USE_CPU gives two gloo processes, which Accelerate picks up.
+    script = Path(__file__).parent / "grpo_checks.py"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
+         str(tiny_varied_model_dir), str(synth_dir), str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "ACCELERATE_USE_CPU": "true"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"checked-rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(checked["processes"] == 2 for checked in ranks)
+    assert ranks[0]["group_means"] == ranks[1]["group_means"]  # both ranks weighted with the same groups
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[2] / "recipes" / "grpo").glob("*.yaml")))
+def test_every_grpo_recipe_parses(recipe):
+    config = parse_config(UniVGGRPOConfig, ["--config", str(recipe), "--use_cpu", "true", "--bf16", "false"])
+    assert config.model_name_or_path and config.train_files
+    assert config.num_generations == 8
+    assert config.reward_funcs == ["accuracy", "format"]
