@@ -42,7 +42,7 @@ def make_trainer(kind: str, model_dir: Path, synth_dir: Path, out: Path):
         learning_rate=1e-5,
         use_cpu=True,
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         report_to="none",
         save_strategy="no",
         logging_steps=1,

@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
+from trl.trainer.utils import split_pixel_values_by_grid, split_tensor_dict, unsplit_pixel_values_by_grid
 
 from univg.training.config import parse_config
 from univg.training.grpo import (
@@ -34,7 +35,6 @@ def test_weights_are_phi_of_the_group_mean_with_local_batch_smaller_than_the_gro
 
 def test_no_weighting_reproduces_stock_trl_loss(tiny_varied_model_dir, synth_dir, tmp_path):
     ours = build_trainer(tiny_varied_model_dir, synth_dir, tmp_path / "ours", weighting="none")
-    batch = next(iter(ours.get_train_dataloader()))
     stock = GRPOTrainer(
         model=ours.model,
         reward_funcs=[planted_reward],
@@ -42,15 +42,28 @@ def test_no_weighting_reproduces_stock_trl_loss(tiny_varied_model_dir, synth_dir
         train_dataset=ours.train_dataset,
         processing_class=ours.processing_class,
     )
-    losses = []
+    # same sampling settings (ours also never samples vision tokens), and a policy that has moved away
+    # from the reference, so the KL term is part of the compared loss
+    stock.generation_kwargs["suppress_tokens"] = ours.generation_kwargs["suppress_tokens"]
+    stock.generation_config.suppress_tokens = ours.generation_config.suppress_tokens
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(0)
+        for parameter in ours.model.parameters():
+            parameter.add_(0.02 * torch.randn(parameter.shape, generator=generator))
+    batch = next(iter(ours.get_train_dataloader()))
+    results = []
     for trainer in (ours, stock):
         trainer.model.train()
         trainer.current_gradient_accumulation_steps = 1  # set by train(); we call compute_loss directly
         torch.manual_seed(7)
         inputs = trainer._generate_and_score_completions(batch)
-        losses.append(trainer.compute_loss(trainer.model, inputs).item())
-    assert losses[0] == pytest.approx(losses[1], rel=1e-6, abs=1e-9)
-    assert losses[0] != 0.0
+        first_rows = unsplit_pixel_values_by_grid(split_tensor_dict(split_pixel_values_by_grid(inputs), 4)[0])
+        results.append((inputs, trainer.compute_loss(trainer.model, first_rows).item()))
+    (ours_inputs, ours_loss), (stock_inputs, stock_loss) = results
+    torch.testing.assert_close(ours_inputs["completion_ids"], stock_inputs["completion_ids"])
+    torch.testing.assert_close(ours_inputs["advantages"], stock_inputs["advantages"])
+    assert abs(ours_loss) > 1e-4  # half a group and a moved policy: a loss that can tell them apart
+    assert ours_loss == pytest.approx(stock_loss, rel=1e-6)
 
 
 def test_weighting_changes_the_loss(tiny_varied_model_dir, synth_dir, tmp_path):
@@ -181,3 +194,37 @@ def test_every_grpo_recipe_parses(recipe):
     assert config.model_name_or_path and config.train_files
     assert config.num_generations == 8
     assert config.reward_funcs == ["accuracy", "format"]
+
+
+def test_mixed_length_prompts_with_a_right_padding_processor(tiny_varied_model_dir, synth_dir, tmp_path):
+    """Prompts of different lengths in one generation batch (regression: mm_token_type_ids misaligned)."""
+    trainer = build_trainer(
+        tiny_varied_model_dir, synth_dir, tmp_path, per_device_batch=8, steps_per_generation=1
+    )
+    assert trainer.processing_class.tokenizer.padding_side == "left"
+    config = trainer.model.config
+    for name in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        assert getattr(config, name) in trainer.generation_kwargs["suppress_tokens"]
+    batch = next(iter(trainer.get_train_dataloader()))
+    lengths = {len(str(row["prompt"])) for row in batch}
+    assert len(lengths) > 1
+    trainer.model.train()
+    output = trainer._generate_and_score_completions(batch)
+    assert output["advantages"].shape == (8,)
+
+
+def test_train_grpo_command_end_to_end(tiny_model_dir, synth_dir, tmp_path, capsys):
+    from univg.cli.main import main
+
+    recipe = Path(__file__).parents[2] / "recipes" / "grpo" / "demo.yaml"
+    out = tmp_path / "grpo"
+    code = main([
+        "train", "grpo", "--config", str(recipe), "--model_name_or_path", str(tiny_model_dir),
+        "--train_files", str(synth_dir / "train.jsonl"), "--output_dir", str(out), "--max_steps", "1",
+        "--per_device_train_batch_size", "8", "--max_completion_length", "8", "--save_strategy", "no",
+    ])  # fmt: skip
+    assert code == 0
+    assert "trained 1 steps" in capsys.readouterr().out
+    assert (out / "model.safetensors").is_file() and (out / "processor_config.json").is_file()
+    with pytest.raises(FileNotFoundError, match="no checkpoint-N folder"):
+        main(["train", "grpo", "--config", str(recipe), "--output_dir", str(tmp_path / "none"), "--resume"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from univg.cli.train import add_recipe_arguments, print_result, recipe_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -11,13 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stage 2: difficulty-aware GRPO",
         description="Stage 2 of UniVG-R1. Every field of UniVGGRPOConfig (TRL's GRPOConfig plus data, reward "
         "and difficulty fields) can be set in the YAML recipe and overridden as --field value.",
+        epilog="example: univg train grpo --config recipes/grpo/demo.yaml --difficulty_weighting log",
     )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the last checkpoint in output_dir"
-    )
-    parser.add_argument(
-        "options", nargs=argparse.REMAINDER, help="--config RECIPE.yaml and --field value pairs"
-    )
+    add_recipe_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -25,11 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from univg.training.config import parse_config
     from univg.training.grpo import UniVGGRPOConfig, train_grpo
 
-    config = parse_config(UniVGGRPOConfig, args.options)
+    config = parse_config(UniVGGRPOConfig, recipe_options(args))
     result = train_grpo(config, resume=args.resume)
-    print(
-        f"trained {result.global_step} steps in {result.runtime_s:.1f} s; model saved to {result.output_dir}"
-    )
-    for name, value in result.final_metrics.items():
-        print(f"  {name}: {value:.4f}")
+    if config.process_index == 0:
+        print_result(result)
     return 0

@@ -97,7 +97,15 @@ class DifficultyAwareGRPOTrainer(ExactResumeMixin, GRPOTrainer):
     args: UniVGGRPOConfig
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        processor = kwargs.get("processing_class")
+        tokenizer = getattr(processor, "tokenizer", processor)
+        if tokenizer is not None:
+            # TRL left-pads prompt ids itself but takes mm_token_type_ids from the processor, padded on the
+            # tokenizer's side: a right-padding tokenizer misaligns Qwen2-VL's rope index on mixed-length
+            # prompts (TRL only sets "left" when it loads the processor itself).
+            tokenizer.padding_side = "left"
         super().__init__(*args, **kwargs)
+        self._suppress_vision_tokens()
         self._gathered_rewards: torch.Tensor | None = None
         wanted = self.args.difficulty_reward
         names = [reward_function_name(f) for f in self.reward_funcs]
@@ -105,6 +113,22 @@ class DifficultyAwareGRPOTrainer(ExactResumeMixin, GRPOTrainer):
         if not candidates:
             raise ValueError(f"difficulty_reward {wanted!r} is not among the reward functions {names}")
         self._difficulty_index = candidates[0]
+
+    def _suppress_vision_tokens(self) -> None:
+        """Never sample a vision special token into a completion.
+
+        TRL suppresses only the image pad token, but Qwen2-VL's rope index looks for images by their
+        `<|vision_start|>` token: a weak policy that samples one (it happens early in RL from a small
+        model) crashes the next forward with a shape mismatch. Plain generation only; vLLM keeps its own.
+        """
+        if getattr(self, "generation_kwargs", None) is None:
+            return
+        config = self.model.config
+        names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+        vision_ids = [getattr(config, name) for name in names if getattr(config, name, None) is not None]
+        suppressed = sorted(set(self.generation_kwargs.get("suppress_tokens") or []) | set(vision_ids))
+        self.generation_kwargs["suppress_tokens"] = suppressed
+        self.generation_config.suppress_tokens = suppressed
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[override]
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)

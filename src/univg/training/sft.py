@@ -1,0 +1,271 @@
+"""Stage 1: chain-of-thought SFT (the paper's cold start), a thin layer over TRL's SFTTrainer.
+
+What UniVG-R1's stage 1 needs beyond stock SFT, and all this module holds:
+- data: canonical JSONL mixed by ratio; dialogues a converter split into turns train as one
+  conversation; the loss is on the assistant turns only (TRL's assistant-only mask, read from the
+  generation markers of the Qwen2-VL training template);
+- length: a conversation longer than `max_length` is dropped before training and listed when training
+  ends, never truncated: a cut inside the image tokens leaves pixel values with no place in the
+  sequence, and a cut inside the answer teaches a box that stops halfway;
+- which parts train (vision tower, merger, language model), fully or through LoRA adapters. The paper's
+  recipe (LLaMA-Factory defaults) trains the language model in full and freezes the rest;
+- a resume that restores the weights, which transformers 5.24 does not for Qwen2-VL (`ExactResumeMixin`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from trl import SFTConfig, SFTTrainer
+
+from univg.core.boxes import CoordSystem
+from univg.data.images import probe_image
+from univg.models.loading import load_model_and_processor
+from univg.training.data import (
+    Conversation,
+    TrainingDataArguments,
+    conversation_messages,
+    load_training_conversations,
+    sft_dataset,
+)
+from univg.training.runner import ExactResumeMixin, TrainResult, run_trainer
+
+logger = logging.getLogger(__name__)
+
+PARTS = ("vision_tower", "merger", "llm")
+# Qwen2-VL and Qwen2.5-VL keep the ViT in `model.visual` and its patch merger in `model.visual.merger`.
+_MERGER_PREFIX = "model.visual.merger."
+_VISION_PREFIX = "model.visual."
+DROPPED_FILE = "dropped_too_long.json"
+_LOGGED_IDS = 20
+
+
+@dataclass
+class UniVGSFTConfig(TrainingDataArguments, SFTConfig):
+    """TRL's SFTConfig plus our data, model-part and LoRA fields (YAML recipes set them all)."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint directory or hub id"})
+    dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "dtype the weights load in: keep float32 with bf16 mixed precision (or DeepSpeed) so that "
+            "small updates (lr 5e-6) are not rounded away; bfloat16 halves memory at that risk"
+        },
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "attention kernel: sdpa, flash_attention_2 or eager (default: sdpa)"}
+    )
+    freeze_vision_tower: bool = field(default=True, metadata={"help": "do not train the vision encoder"})
+    freeze_merger: bool = field(
+        default=True, metadata={"help": "do not train the merger that projects vision tokens into the LLM"}
+    )
+    freeze_llm: bool = field(default=False, metadata={"help": "do not train the language model"})
+    use_peft: bool = field(
+        default=False,
+        metadata={
+            "help": "train LoRA adapters on the linear layers of the parts not frozen, instead of all weights"
+        },
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "module names for LoRA (default: every linear layer of the parts not frozen)"},
+    )
+    multi_turn: bool = field(
+        default=True,
+        metadata={
+            "help": "train the turns of one converted dialogue as one conversation (False: each alone)"
+        },
+    )
+    assistant_only_loss: bool = field(
+        default=True, metadata={"help": "loss on the assistant turns only (the answers), not on prompts"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.freeze_vision_tower and self.freeze_merger and self.freeze_llm:
+            raise ValueError("every part is frozen (vision tower, merger, LLM): nothing would train")
+
+
+def model_part(parameter_name: str) -> str:
+    """Which part of a Qwen2-VL / Qwen2.5-VL a parameter or module belongs to (one of `PARTS`)."""
+    name = parameter_name + "."
+    if name.startswith(_MERGER_PREFIX):
+        return "merger"
+    if name.startswith(_VISION_PREFIX):
+        return "vision_tower"
+    return "llm"
+
+
+def frozen_parts(config: UniVGSFTConfig) -> set[str]:
+    """The parts a config keeps as they are."""
+    flags = (config.freeze_vision_tower, config.freeze_merger, config.freeze_llm)
+    return {part for part, frozen in zip(PARTS, flags, strict=True) if frozen}
+
+
+def freeze(model: nn.Module, frozen: set[str]) -> None:
+    """Turn gradients off for the parameters of the frozen parts and on for the rest."""
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(model_part(name) not in frozen)
+
+
+def lora_targets(model: nn.Module, frozen: set[str]) -> list[str]:
+    """Every linear layer of the parts that train, except the LM head (TRL cannot train an adapter there)."""
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and name != "lm_head" and model_part(name) not in frozen
+    ]
+
+
+@dataclass(frozen=True)
+class DroppedConversation:
+    """A conversation left out of training because it does not fit in `max_length` tokens."""
+
+    id: str
+    num_tokens: int
+
+
+def conversation_length(turns: Conversation, args: TrainingDataArguments, processor: Any) -> int:
+    """Tokens of a conversation exactly as TRL's collator builds it, read from image headers only.
+
+    The chat template writes one `<|image_pad|>` per image (one token); the processor expands it to
+    the merged patch count of the resized image, which depends on the image size alone.
+    """
+    text = processor.apply_chat_template(conversation_messages(turns, args), tokenize=False)
+    tokens = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    image_processor = processor.image_processor
+    for path in turns[0].images:
+        width, height = probe_image(path)
+        patches = image_processor.get_number_of_image_patches(height, width, {})
+        tokens += patches // image_processor.merge_size**2 - 1
+    return tokens
+
+
+def drop_overlong(
+    conversations: Sequence[Conversation],
+    args: TrainingDataArguments,
+    processor: Any,
+    max_length: int | None,
+) -> tuple[list[Conversation], list[DroppedConversation]]:
+    """The conversations that fit in `max_length` tokens, and the ones that do not (never truncated)."""
+    if max_length is None:
+        return list(conversations), []
+    kept: list[Conversation] = []
+    dropped: list[DroppedConversation] = []
+    for turns in conversations:
+        length = conversation_length(turns, args, processor)
+        if length > max_length:
+            dropped.append(DroppedConversation(turns[0].id, length))
+        else:
+            kept.append(turns)
+    return kept, dropped
+
+
+class DroppedReport(TrainerCallback):
+    """Lists the conversations dropped for length when training ends (log + `dropped_too_long.json`)."""
+
+    def __init__(self, dropped: Sequence[DroppedConversation], total: int, max_length: int | None) -> None:
+        self.dropped = list(dropped)
+        self.total = total
+        self.max_length = max_length
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if not self.dropped or not state.is_world_process_zero:
+            return
+        path = Path(args.output_dir) / DROPPED_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps(
+                {
+                    "max_length": self.max_length,
+                    "dropped": [{"id": d.id, "num_tokens": d.num_tokens} for d in self.dropped],
+                },
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
+        shown = ", ".join(f"{d.id} ({d.num_tokens} tokens)" for d in self.dropped[:_LOGGED_IDS])
+        more = len(self.dropped) - _LOGGED_IDS
+        logger.warning(
+            "%d of %d conversations were longer than max_length=%s tokens and were not trained on: %s%s; "
+            "all are listed in %s",
+            len(self.dropped),
+            self.total,
+            self.max_length,
+            shown,
+            f" and {more} more" if more > 0 else "",
+            path,
+        )
+
+
+class UniVGSFTTrainer(ExactResumeMixin, SFTTrainer):
+    """SFTTrainer whose `--resume` restores the model weights (see `ExactResumeMixin`)."""
+
+
+def build_sft_trainer(config: UniVGSFTConfig) -> UniVGSFTTrainer:
+    """The trainer for a config: model with its parts frozen (or LoRA), processor, mixed conversations."""
+    if not config.model_name_or_path:
+        raise ValueError("model_name_or_path is required (a checkpoint directory or hub id)")
+    loaded = load_model_and_processor(
+        config.model_name_or_path,
+        dtype=config.dtype,
+        attn_implementation=config.attn_implementation,
+        min_pixels=config.min_pixels,
+        max_pixels=config.max_pixels,
+    )
+    if CoordSystem.parse(config.coords) is not loaded.coords:
+        raise ValueError(
+            f"coords={config.coords!r} but {config.model_name_or_path} writes {loaded.coords.value} boxes"
+        )
+    conversations = load_training_conversations(config, multi_turn=config.multi_turn)
+    kept, dropped = drop_overlong(conversations, config, loaded.processor, config.max_length)
+    if not kept:
+        raise ValueError(
+            f"all {len(conversations)} conversations are longer than max_length={config.max_length}"
+        )
+    if dropped:
+        logger.info(
+            "dropping %d of %d conversations longer than max_length=%d tokens",
+            len(dropped),
+            len(conversations),
+            config.max_length,
+        )
+    frozen = frozen_parts(config)
+    peft_config = None
+    if config.use_peft:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules or lora_targets(loaded.model, frozen),
+            task_type="CAUSAL_LM",
+        )
+    else:
+        freeze(loaded.model, frozen)
+    return UniVGSFTTrainer(
+        model=loaded.model,
+        args=config,
+        train_dataset=sft_dataset(kept, config),
+        processing_class=loaded.processor,
+        peft_config=peft_config,
+        callbacks=[DroppedReport(dropped, len(conversations), config.max_length)],
+    )
+
+
+def train_sft(config: UniVGSFTConfig, *, resume: bool = False) -> TrainResult:
+    """Run stage 1 and save the model (or LoRA adapter) and processor to `config.output_dir`."""
+    return run_trainer(lambda: build_sft_trainer(config), config.output_dir, resume=resume)
