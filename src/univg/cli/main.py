@@ -18,6 +18,9 @@ from univg import __version__
 COMMAND_MODULES = (
     "univg.cli.demo",
     "univg.cli.data",
+    "univg.cli.model",
+    "univg.cli.predict",
+    "univg.cli.train",
 )
 
 
