@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "univg.cli.model",
     "univg.cli.predict",
     "univg.cli.train",
+    "univg.cli.eval",
 )
 
 

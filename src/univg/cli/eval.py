@@ -1,0 +1,214 @@
+"""`univg eval run` / `univg eval score`: evaluate a model on a benchmark, or score any predictions file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+_PARSE_MODES = ("strict", "answer", "first")
+_COORDS = ("qwen2vl", "qwen25vl", "normalized")
+
+
+def _tasks(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser, benchmarks: tuple[str, ...]) -> None:
+    parser.add_argument("--benchmark", required=True, choices=benchmarks, help="which benchmark the data is")
+    parser.add_argument("--data", required=True, metavar="PATH", help="the benchmark's annotation file")
+    parser.add_argument(
+        "--image-root",
+        metavar="DIR",
+        help="folder the data's image paths are relative to (needed for pixel boxes: lisa, llmseg, revos, "
+        "reasonvos; synthetic defaults to the data file's folder)",
+    )
+    parser.add_argument(
+        "--split", help="the split the file holds, when its name does not say (refcoco*, lisa)"
+    )
+    parser.add_argument("--tasks", type=_tasks, metavar="LIST", help="comma-separated tasks to keep")
+    parser.add_argument(
+        "--limit", type=_positive, metavar="N", help="at most N samples per task (the first ones)"
+    )
+    parser.add_argument(
+        "--parse",
+        choices=_PARSE_MODES,
+        help="primary parse mode (all three are reported): strict = the paper's format, answer = the box in "
+        "<answer> (default), first = the first box anywhere, as the official scripts do",
+    )
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=3,
+        metavar="K",
+        help="worst predictions per task drawn in report.html (default: %(default)s)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from univg.evaluation.benchmarks import BENCHMARK_NAMES
+
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a model on the paper's benchmarks, or score a predictions file",
+        description="Evaluate on MIG-Bench, RefCOCO/+/g, LISA, LLMSeg, ReVOS, ReasonVOS or the synthetic world.",
+    )
+    eval_subparsers = parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
+
+    run = eval_subparsers.add_parser(
+        "run",
+        help="generate answers with a model (resumable, data-parallel), then score them",
+        description="Generate an answer for every sample, appending each to OUT/predictions.jsonl as it is "
+        "made; a rerun skips the ids already answered. Under `accelerate launch` or torchrun each process "
+        "takes a share. Writes OUT/results.json, OUT/report.md and OUT/report.html.",
+    )
+    _common(run, BENCHMARK_NAMES)
+    run.add_argument("--model", required=True, help="checkpoint directory, LoRA adapter directory or hub id")
+    run.add_argument("--out", required=True, metavar="DIR", help="output folder (reused to resume)")
+    run.add_argument(
+        "--batch-size", type=_positive, default=8, help="requests per batch (default: %(default)s)"
+    )
+    run.add_argument(
+        "--style",
+        choices=("univg", "plain"),
+        help="prompt: univg = UniVG-R1's reasoning suffix (default), plain = Qwen2-VL plain grounding",
+    )
+    run.add_argument("--max-new-tokens", type=_positive, default=256, help="default: %(default)s")
+    run.add_argument(
+        "--max-pixels",
+        type=_positive,
+        default=401_408,
+        help="image pixel budget (default: %(default)s, the paper's training setting)",
+    )
+    run.add_argument("--adapter", help="a LoRA adapter to apply on top of --model")
+    run.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    run.add_argument("--device-map", help="e.g. auto (default: this process's device)")
+    run.add_argument("--attn-implementation", help="e.g. sdpa, eager, flash_attention_2")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=run_command)
+
+    score = eval_subparsers.add_parser(
+        "score",
+        help="score a predictions file ({'id', 'response'} per line) from any model",
+        description='Score a JSONL predictions file (one {"id": ..., "response": ...} per line; a '
+        "MIG-Bench id is the record's 0-based position in MIG_data.json) and write results.json, report.md "
+        "and report.html. Settings a run folder's run.json records are used unless given here.",
+    )
+    _common(score, BENCHMARK_NAMES)
+    score.add_argument("--predictions", required=True, metavar="P.jsonl", help="the predictions file")
+    score.add_argument(
+        "--coords",
+        choices=_COORDS,
+        help="how the responses write boxes: qwen2vl = 0..1000 (default), qwen25vl = pixels of the resized "
+        "image, normalized = 0..1",
+    )
+    score.add_argument(
+        "--max-pixels", type=_positive, help="pixel budget qwen25vl boxes refer to (default: 401408)"
+    )
+    score.add_argument("--out", metavar="DIR", help="where the reports go (default: the predictions' folder)")
+    score.add_argument("--label", help="the model's name in the reports")
+    score.add_argument("--json", action="store_true", help="print the scores as JSON")
+    score.set_defaults(func=score_command)
+    parser.set_defaults(func=lambda _args: parser.print_help())
+
+
+def _summary(results: dict[str, Any]) -> str:
+    width = max([len(t) for t in results["tasks"]] + [len("average")])
+    lines = [f"{'task':<{width}}  {'n':>6}  {'acc@0.5':>8}  {'miou':>6}  (parse: {results['parse']})"]
+    rows = [*results["tasks"].items(), ("average", results["average"])]
+    lines += [f"{t:<{width}}  {int(m['n']):>6}  {m['acc@0.5']:>8.2f}  {m['miou']:>6.2f}" for t, m in rows]
+    counts = results["counts"]
+    lines.append(
+        f"invalid ground truth excluded: {counts['invalid_gt']}; missing predictions (wrong): {counts['missing']}; "
+        f"errors: {counts['errors']}; unreadable: {counts['unreadable']}"
+    )
+    return "\n".join(lines)
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from univg.data.images import ImageLoadError
+    from univg.evaluation.predictions import PredictionsError
+    from univg.models.loading import ModelLoadError
+
+    return (ModelLoadError, ImageLoadError, PredictionsError, FileNotFoundError, ValueError)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from univg.evaluation.harness import RunConfig, run_evaluation
+
+    config = RunConfig(
+        benchmark=args.benchmark,
+        data=args.data,
+        model=args.model,
+        out=args.out,
+        image_root=args.image_root,
+        split=args.split,
+        tasks=args.tasks,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        style=args.style,
+        parse=args.parse,
+        max_new_tokens=args.max_new_tokens,
+        max_pixels=args.max_pixels,
+        dtype=args.dtype,
+        device_map=args.device_map,
+        attn_implementation=args.attn_implementation,
+        adapter=args.adapter,
+        examples=args.examples,
+        progress=not args.no_progress,
+    )
+    try:
+        outcome = run_evaluation(config)
+    except _errors() as exc:
+        print(f"univg eval run: {exc}", file=sys.stderr)
+        return 1
+    if outcome.results is None:
+        return 0
+    print(
+        f"generated {outcome.generated} predictions in {outcome.seconds:.1f} s "
+        f"({outcome.samples_per_s:.2f} samples/s, {outcome.tokens_per_s:.1f} tokens/s); "
+        f"{outcome.skipped} already there",
+        file=sys.stderr,
+    )
+    print(_summary(outcome.results))
+    print("wrote " + ", ".join(str(p) for p in outcome.paths.values()), file=sys.stderr)
+    return 0
+
+
+def score_command(args: argparse.Namespace) -> int:
+    from univg.evaluation.harness import score_file
+
+    try:
+        outcome = score_file(
+            args.benchmark,
+            args.data,
+            args.predictions,
+            out=args.out,
+            image_root=args.image_root,
+            split=args.split,
+            tasks=args.tasks,
+            limit=args.limit,
+            parse=args.parse,
+            coords=args.coords,
+            max_pixels=args.max_pixels,
+            label=args.label,
+            examples=args.examples,
+        )
+    except _errors() as exc:
+        print(f"univg eval score: {exc}", file=sys.stderr)
+        return 1
+    assert outcome.results is not None
+    if args.json:
+        print(json.dumps(outcome.results, indent=2, ensure_ascii=False))
+    else:
+        print(_summary(outcome.results))
+    print("wrote " + ", ".join(str(p) for p in outcome.paths.values()), file=sys.stderr)
+    return 0

@@ -1,0 +1,481 @@
+"""The two entry points: `run_evaluation` (generate, resumably, then score) and `score_file`.
+
+A run appends each answer to ``OUT/predictions.jsonl`` as soon as its batch is generated and, when
+started again, skips the ids already answered, so it can be killed at any point. Under
+``accelerate launch`` or ``torchrun`` every rank takes an interleaved share of the pending samples
+and appends to its own ``predictions.rankR.jsonl``; rank 0 merges them and writes the reports.
+``OUT/run.json`` records how the predictions were made; a rerun with a different model, data or
+decoding refuses to mix its answers into them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from univg.core.boxes import CoordSystem
+from univg.core.parsing import PARSE_MODES, ParseMode
+from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from univg.data.prompts import PromptStyle, is_simple_reference
+from univg.data.schema import GroundingSample
+from univg.evaluation.benchmarks import BenchmarkData, load_benchmark
+from univg.evaluation.predictions import (
+    PREDICTIONS_FILE,
+    PredictionLog,
+    merge_rank_files,
+    rank_file,
+    read_predictions,
+)
+from univg.evaluation.provenance import file_sha256, provenance
+from univg.evaluation.report import build_results, write_reports
+from univg.evaluation.scoring import Scores, require_sizes, score_predictions
+
+if TYPE_CHECKING:
+    from univg.inference.predictor import GenerationOptions, Predictor, Request
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+# Settings that change what the model answers: a resumed run must match them exactly.
+RESUME_KEYS = (
+    "benchmark",
+    "data_sha256",
+    "model",
+    "adapter",
+    "style",
+    "generation",
+    "max_pixels",
+    "min_pixels",
+)
+# Ranks wait for each other at the end; a slow shard must not time the others out.
+BARRIER_TIMEOUT = timedelta(hours=24)
+
+
+class ResumeMismatchError(ValueError):
+    """The output folder holds predictions made differently (another model, data or decoding)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything `univg eval run` takes. Styles, parse mode and coordinates default sensibly."""
+
+    benchmark: str
+    data: str
+    model: str
+    out: str
+    image_root: str | None = None
+    split: str | None = None
+    tasks: list[str] | None = None
+    limit: int | None = None  # at most this many samples per task (the first ones)
+    batch_size: int = 8
+    style: str | None = None  # univg or plain; default: the benchmark's (UniVG-R1's prompt)
+    parse: ParseMode | None = None  # primary parse mode; default answer (univg) / first (plain)
+    max_new_tokens: int = 256
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    dtype: str = "auto"
+    device_map: str | None = None
+    attn_implementation: str | None = None
+    adapter: str | None = None
+    examples: int = 3  # worst predictions per task drawn into report.html
+    progress: bool = True
+
+
+@dataclass
+class Outcome:
+    """What a run or a scoring produced; `results` is None on ranks other than 0."""
+
+    results: dict[str, Any] | None
+    paths: dict[str, Path] = field(default_factory=dict)
+    generated: int = 0  # predictions made by this invocation (all ranks)
+    skipped: int = 0  # samples already answered by an earlier invocation
+    seconds: float = 0.0
+    generated_tokens: int = 0
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.generated / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def read_run_info(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run.json of a run folder (how its predictions were made), or None."""
+    path = Path(folder) / RUN_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _model_id(model: str) -> str:
+    """A local checkpoint as its absolute path (the same model however it was typed), else the hub id."""
+    return str(Path(model).resolve()) if Path(model).exists() else model
+
+
+def _model_label(model: str, adapter: str | None) -> str:
+    name = Path(model).name if Path(model).exists() else model
+    return f"{name} + {Path(adapter).name}" if adapter else name
+
+
+class _Ranks:
+    """This process's place in a data-parallel launch (one process when launched plainly)."""
+
+    def __init__(self) -> None:
+        import torch
+        from accelerate import PartialState
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+        cpu = cpu or not torch.cuda.is_available()
+        kwargs: dict[str, Any] = {"timeout": BARRIER_TIMEOUT} if world > 1 else {}
+        self.owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        self.state = PartialState(cpu=cpu, **kwargs)
+        self.rank = self.state.process_index
+        self.world = self.state.num_processes
+        self.device = self.state.device
+
+    def close(self) -> None:
+        """Wait for every rank, then end the process group if this run started it."""
+        if self.world > 1:
+            self.barrier()
+            if self.owns_group:
+                self.state.destroy_process_group()
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        self.state.wait_for_everyone()
+
+    def total(self, value: int) -> int:
+        """`value` summed over all ranks."""
+        if self.world == 1:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor([value], dtype=torch.long, device=self.device)
+        dist.all_reduce(tensor)
+        return int(tensor.item())
+
+
+def _check_resume(previous: dict[str, Any] | None, current: dict[str, Any], out: Path) -> None:
+    if previous is None or not (out / PREDICTIONS_FILE).exists():
+        return
+    changed = [k for k in RESUME_KEYS if previous.get(k) != current.get(k)]
+    if changed:
+        details = "; ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise ResumeMismatchError(
+            f"{out} holds predictions made with other settings ({details}); use a new --out folder"
+        )
+
+
+def _requests(samples: list[GroundingSample]) -> list[Request]:
+    from univg.inference.predictor import Request
+
+    return [
+        Request(question=s.question, images=list(s.images), id=s.id, simple_reference=is_simple_reference(s))
+        for s in samples
+    ]
+
+
+def _answer(
+    predictor: Predictor, samples: list[GroundingSample], task_of: dict[str, str]
+) -> Iterator[dict[str, Any]]:
+    """Prediction records for a batch; a request that cannot run becomes an error record on its own."""
+    try:
+        predictions = predictor.predict(_requests(samples))
+    except ValueError as exc:
+        if len(samples) > 1:
+            for sample in samples:
+                yield from _answer(predictor, [sample], task_of)
+            return
+        yield {"id": samples[0].id, "task": task_of[samples[0].id], "response": "", "error": str(exc)}
+        return
+    for sample, prediction in zip(samples, predictions, strict=True):
+        yield {
+            "id": sample.id,
+            "task": task_of[sample.id],
+            "response": prediction.text,
+            "prompt_tokens": prediction.prompt_tokens,
+            "generated_tokens": prediction.generated_tokens,
+            "batch_size": prediction.timing.batch_size,
+            "batch_seconds": round(prediction.timing.total_s, 4),
+        }
+
+
+def _check_images(data: BenchmarkData) -> None:
+    """Fail early, not once per sample, when images are not where the data says."""
+    if data.samples and not Path(data.samples[0].target_path).is_file():
+        raise FileNotFoundError(
+            f"image {data.samples[0].target_path!r} of sample {data.samples[0].id} not found; pass --image-root, "
+            "the folder the data's image paths are relative to"
+        )
+
+
+def _run_info(
+    config: RunConfig,
+    data: BenchmarkData,
+    style: PromptStyle,
+    parse: ParseMode,
+    generation: GenerationOptions,
+) -> dict[str, Any]:
+    """What run.json records: every setting that shaped the predictions."""
+    return {
+        "benchmark": data.benchmark.name,
+        "data": str(data.path.resolve()),
+        "data_sha256": file_sha256(data.path),
+        "image_root": str(data.image_root.resolve()) if data.image_root else None,
+        "split": data.split,
+        "tasks": list(config.tasks) if config.tasks else None,
+        "limit": config.limit,
+        "model": _model_id(config.model),
+        "adapter": _model_id(config.adapter) if config.adapter else None,
+        "style": style.value,
+        "parse": parse,
+        "generation": asdict(generation),
+        "max_pixels": config.max_pixels,
+        "min_pixels": config.min_pixels,
+        "batch_size": config.batch_size,
+        "dtype": config.dtype,
+        "device_map": config.device_map,
+        "attn_implementation": config.attn_implementation,
+        "score_frame": data.benchmark.score_frame,
+    }
+
+
+def _generate(
+    predictor: Predictor,
+    shard: list[GroundingSample],
+    task_of: dict[str, str],
+    target: Path,
+    *,
+    progress: bool,
+    desc: str,
+) -> tuple[int, int]:
+    """Answer a shard batch by batch, appending each answer as it comes; (answers, generated tokens)."""
+    from tqdm import tqdm
+
+    answered = tokens = 0
+    started = time.perf_counter()
+    bar = tqdm(total=len(shard), unit="sample", desc=desc, disable=not progress, dynamic_ncols=True)
+    with PredictionLog(target) as log, bar:
+        for begin in range(0, len(shard), predictor.batch_size):
+            for record in _answer(predictor, shard[begin : begin + predictor.batch_size], task_of):
+                log.append(record)
+                answered += 1
+                tokens += int(record.get("generated_tokens", 0))
+                bar.update(1)
+            bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9):.1f} tok/s")
+    return answered, tokens
+
+
+def run_evaluation(config: RunConfig) -> Outcome:
+    """Generate every missing prediction with the Predictor, then score and write the reports."""
+    from univg.inference.predictor import GenerationOptions, Predictor
+    from univg.models.loading import load_model_and_processor
+
+    if config.batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {config.batch_size}")
+    data = load_benchmark(
+        config.benchmark,
+        config.data,
+        image_root=config.image_root,
+        split=config.split,
+        tasks=config.tasks,
+        limit=config.limit,
+    )
+    _check_images(data)
+    style = PromptStyle(config.style) if config.style else data.benchmark.style
+    parse: ParseMode = config.parse or ("answer" if style is PromptStyle.UNIVG else "first")
+    if parse not in PARSE_MODES:
+        raise ValueError(f"unknown parse mode {parse!r}; expected one of {PARSE_MODES}")
+    out = Path(config.out)
+    generation = GenerationOptions(max_new_tokens=config.max_new_tokens)
+    info = _run_info(config, data, style, parse, generation)
+    _check_resume(read_run_info(out), info, out)
+
+    ranks = _Ranks()
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+        merge_rank_files(out)  # answers a killed data-parallel run left in its rank files
+    ranks.barrier()
+    done = read_predictions(out / PREDICTIONS_FILE).done_ids()
+    pending = [s for s in data.samples if s.id not in done]
+    shard = pending[ranks.rank :: ranks.world]
+    if ranks.main and done:
+        logger.info(
+            "resuming in %s: %d of %d samples already answered",
+            out,
+            len(done & set(data.task_of)),
+            len(data.samples),
+        )
+
+    loaded = load_model_and_processor(
+        config.model,
+        dtype=config.dtype,
+        device_map=config.device_map or (None if ranks.device.type == "cpu" else str(ranks.device)),
+        attn_implementation=config.attn_implementation,
+        adapter=config.adapter,
+        min_pixels=config.min_pixels,
+        max_pixels=config.max_pixels,
+    )
+    require_sizes(data, loaded.coords)
+    info.update(coords=loaded.coords.value, world_size=ranks.world)
+    if ranks.main:
+        info["provenance"] = provenance()
+        (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    predictor = Predictor(loaded, batch_size=config.batch_size, generation=generation, style=style)
+
+    started = time.perf_counter()
+    target = out / PREDICTIONS_FILE if ranks.world == 1 else rank_file(out, ranks.rank)
+    desc = data.benchmark.name + (f" (rank 0 of {ranks.world})" if ranks.world > 1 else "")
+    show = config.progress and ranks.main
+    answered, tokens = _generate(predictor, shard, data.task_of, target, progress=show, desc=desc)
+    seconds = time.perf_counter() - started
+    outcome = Outcome(
+        None,
+        generated=ranks.total(answered),  # also waits for every rank's last answer
+        skipped=len(data.samples) - len(pending),
+        seconds=seconds,
+        generated_tokens=ranks.total(tokens),
+    )
+    try:
+        if ranks.main:
+            merge_rank_files(out)
+            info["last_session"] = {
+                "generated": outcome.generated,
+                "skipped": outcome.skipped,
+                "seconds": round(seconds, 3),
+                "samples_per_s": round(outcome.samples_per_s, 3),
+                "generated_tokens_per_s": round(outcome.tokens_per_s, 3),
+            }
+            (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+            scores = score_predictions(
+                data,
+                read_predictions(out / PREDICTIONS_FILE),
+                parse=parse,
+                coords=loaded.coords,
+                min_pixels=config.min_pixels,
+                max_pixels=config.max_pixels,
+            )
+            outcome.results, outcome.paths = _finish(
+                scores,
+                data,
+                out,
+                predictions=out / PREDICTIONS_FILE,
+                label=_model_label(config.model, config.adapter),
+                run=info,
+                max_pixels=config.max_pixels,
+                min_pixels=config.min_pixels,
+                examples=config.examples,
+            )
+    finally:
+        ranks.close()  # the other ranks exit only once rank 0 has written everything
+    return outcome
+
+
+def _finish(
+    scores: Scores,
+    data: BenchmarkData,
+    out: Path,
+    *,
+    predictions: Path,
+    label: str,
+    run: dict[str, Any] | None,
+    max_pixels: int,
+    min_pixels: int,
+    examples: int,
+    write: bool = True,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    settings = {
+        "benchmark": data.benchmark.name,
+        "data": str(data.path.resolve()),
+        "data_sha256": file_sha256(data.path),
+        "image_root": str(data.image_root.resolve()) if data.image_root else None,
+        "split": data.split,
+        "tasks": list(data.tasks_selected) if data.tasks_selected else None,
+        "limit": data.limit,
+        "predictions": str(predictions.resolve()),
+        "predictions_sha256": file_sha256(predictions),
+        "parse": scores.parse,
+        "coords": scores.coords.value,
+        "max_pixels": max_pixels,
+        "min_pixels": min_pixels,
+    }
+    results = build_results(scores, data, label=label, settings=settings, run=run, provenance=provenance())
+    paths = write_reports(out, results, data, scores, examples=examples) if write else {}
+    return results, paths
+
+
+def score_file(
+    benchmark: str,
+    data: str | os.PathLike[str],
+    predictions: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    image_root: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    tasks: list[str] | None = None,
+    limit: int | None = None,
+    parse: ParseMode | None = None,
+    coords: str | None = None,
+    max_pixels: int | None = None,
+    label: str | None = None,
+    examples: int = 3,
+    write: bool = True,
+) -> Outcome:
+    """Score a predictions file from any model and (with `write`) write the three reports.
+
+    A run.json beside the predictions (an `univg eval run` folder) supplies what was not given: the
+    selection (split, tasks, limit, image root), parse mode, coordinates and max_pixels of that run.
+    Otherwise the defaults are parse ``answer``, coordinates ``qwen2vl`` and max_pixels 401,408.
+    """
+    predictions_path = Path(predictions)
+    if not predictions_path.is_file():
+        raise FileNotFoundError(f"predictions file {str(predictions_path)!r} not found")
+    run = read_run_info(predictions_path.parent)
+    defaults = run if run is not None and run.get("benchmark") == benchmark else {}
+    data_set = load_benchmark(
+        benchmark,
+        data,
+        image_root=image_root if image_root is not None else defaults.get("image_root"),
+        split=split if split is not None else defaults.get("split"),
+        tasks=tasks if tasks is not None else defaults.get("tasks"),
+        limit=limit if limit is not None else defaults.get("limit"),
+    )
+    pixels = max_pixels if max_pixels is not None else defaults.get("max_pixels", DEFAULT_MAX_PIXELS)
+    min_pixels = defaults.get("min_pixels", DEFAULT_MIN_PIXELS)
+    chosen_parse: ParseMode = parse or defaults.get("parse") or "answer"
+    system = CoordSystem.parse(coords or defaults.get("coords") or CoordSystem.QWEN2VL)
+    scores = score_predictions(
+        data_set,
+        read_predictions(predictions_path),
+        parse=chosen_parse,
+        coords=system,
+        min_pixels=min_pixels,
+        max_pixels=pixels,
+    )
+    if label is None:
+        label = _model_label(run["model"], run.get("adapter")) if run else predictions_path.stem
+    results, paths = _finish(
+        scores,
+        data_set,
+        Path(out) if out is not None else predictions_path.parent,
+        predictions=predictions_path,
+        label=label,
+        run=run,
+        max_pixels=pixels,
+        min_pixels=min_pixels,
+        examples=examples,
+        write=write,
+    )
+    return Outcome(results, paths)
