@@ -384,11 +384,12 @@ def test_cli_lists_the_sft_stage():
 
 
 @pytest.mark.slow
-def test_two_process_accelerate_run_completes(tiny_model_dir, synth_dir, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def test_two_process_run_completes(tiny_model_dir, synth_dir, tmp_path):
+    # `accelerate launch --cpu --num_processes 2` starts ONE process unless MPI is set up (accelerate
+    # 1.15); torchrun with ACCELERATE_USE_CPU gives two gloo processes, which Accelerate picks up.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-         "-m", "univg", "train", "sft", "--config", str(RECIPES / "sft" / "demo.yaml"),
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "univg", "train", "sft", "--config", str(RECIPES / "sft" / "demo.yaml"),
          "--model_name_or_path", str(tiny_model_dir), "--train_files", str(synth_dir / "train.jsonl"),
          "--output_dir", str(tmp_path), "--max_steps", "6", "--save_steps", "3", "--per_device_train_batch_size", "2",
          "--logging_steps", "1"],
@@ -397,6 +398,10 @@ def test_two_process_accelerate_run_completes(tiny_model_dir, synth_dir, tmp_pat
     assert result.returncode == 0, result.stderr[-4000:]
     assert "trained 6 steps" in result.stdout
     assert result.stdout.count("trained 6 steps") == 1  # one report, from the main process
+    assert sorted(p.name for p in (tmp_path / "checkpoint-6").glob("rng_state*.pth")) == [
+        "rng_state_0.pth",
+        "rng_state_1.pth",
+    ]  # one RNG state per process: two processes really ran
     state = json.loads((tmp_path / "checkpoint-6" / "trainer_state.json").read_text())
     losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
     assert len(losses) == 6 and losses[-1] < losses[0]
