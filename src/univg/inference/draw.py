@@ -19,7 +19,9 @@ def draw_box(
     canvas = ImageOps.exif_transpose(image).convert("RGB")
     width = max(2, round(min(canvas.size) / 150))
     draw = ImageDraw.Draw(canvas)
-    x1, y1, x2, y2 = (float(v) for v in box_pixels)
+    ax, ay, bx, by = (float(v) for v in box_pixels)
+    # a model may write the corners in any order: draw what it wrote rather than fail on it
+    x1, y1, x2, y2 = min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)
     draw.rectangle((x1, y1, x2, y2), outline=color, width=width)
     if label:
         draw.text((x1 + width, max(0.0, y1 - 12 - width)), label, fill=color)

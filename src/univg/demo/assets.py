@@ -1,0 +1,29 @@
+"""Where the demo's packaged files live: the shipped base checkpoint and the demo recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+BASE_DIR = ASSETS / "demo_base"
+RECIPES = ASSETS / "recipes"
+# What a shipped checkpoint holds: the weights, configs, tokenizer and processor, nothing of training.
+CHECKPOINT_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+)
+
+
+def recipe(name: str) -> Path:
+    """A packaged demo recipe (`pretrain`, `sft`, `grpo`), usable with `univg train ... --config`."""
+    path = RECIPES / f"demo_{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no packaged recipe {path}")
+    return path
