@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from univg.data.formats.base import BAD_FIELD, FormatSpec, RecordContext
-from univg.data.formats.zero_shot import SINGLE_IMAGE_TEMPLATE, pixel_box
+from univg.data.formats.zero_shot import pixel_box, single_image_sample
 from univg.data.schema import GroundingSample
 
 SOURCE = "lisa"
@@ -32,18 +32,7 @@ def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
             ctx.add(BAD_FIELD, "boxes", f"expected a list of boxes, got {boxes!r:.80}")
     if not ctx.ok or box is None or image is None or instruction is None:
         return []
-    return [
-        GroundingSample(
-            id=str(ctx.index),
-            task=SOURCE,
-            source=SOURCE,
-            images=[image],
-            question=SINGLE_IMAGE_TEMPLATE.format(instruction=instruction.strip()),
-            target_image=0,
-            box=box,
-            extra={"instruction": instruction, "num_boxes": len(boxes)},
-        )
-    ]
+    return [single_image_sample(ctx.index, SOURCE, image, instruction, box, len(boxes))]
 
 
 FORMAT = FormatSpec(

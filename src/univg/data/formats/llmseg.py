@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from univg.data.formats.base import FormatSpec, RecordContext
-from univg.data.formats.zero_shot import SINGLE_IMAGE_TEMPLATE, pixel_box
+from univg.data.formats.zero_shot import pixel_box, single_image_sample
 from univg.data.schema import GroundingSample
 
 SOURCE = "llmseg"
@@ -34,18 +34,7 @@ def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
     box = pixel_box(flat[:4] if num_boxes > 1 else flat, "bbox", image, ctx) if bbox is not None else None
     if not ctx.ok or box is None or image is None or question is None:
         return []
-    return [
-        GroundingSample(
-            id=str(ctx.index),
-            task=SOURCE,
-            source=SOURCE,
-            images=[image],
-            question=SINGLE_IMAGE_TEMPLATE.format(instruction=question.strip()),
-            target_image=0,
-            box=box,
-            extra={"instruction": question, "num_boxes": num_boxes},
-        )
-    ]
+    return [single_image_sample(ctx.index, SOURCE, image, question, box, num_boxes)]
 
 
 FORMAT = FormatSpec(

@@ -11,6 +11,7 @@ from typing import Any
 
 from univg.core.boxes import CoordSystem
 from univg.data.formats.base import RecordContext
+from univg.data.schema import GroundingSample
 
 SINGLE_IMAGE_TEMPLATE = (
     "Output the bounding box in the image corresponding to the instruction: {instruction}."
@@ -34,3 +35,24 @@ def pixel_box(
     """A pixel box normalised by its image's size (None without images: only pixel checks run)."""
     size = ctx.image_size(image) if image is not None else None
     return ctx.box(values, field_name, CoordSystem.PIXELS, size)
+
+
+def single_image_sample(
+    index: int,
+    source: str,
+    image: str,
+    instruction: str,
+    box: tuple[float, float, float, float],
+    num_boxes: int,
+) -> GroundingSample:
+    """A zero-shot single-image record (LISA, LLMSeg) in our schema, worded as the official scripts ask."""
+    return GroundingSample(
+        id=str(index),
+        task=source,
+        source=source,
+        images=[image],
+        question=SINGLE_IMAGE_TEMPLATE.format(instruction=instruction.strip()),
+        target_image=0,
+        box=box,
+        extra={"instruction": instruction, "num_boxes": num_boxes},
+    )
