@@ -228,3 +228,18 @@ def test_train_grpo_command_end_to_end(tiny_model_dir, synth_dir, tmp_path, caps
     assert (out / "model.safetensors").is_file() and (out / "processor_config.json").is_file()
     with pytest.raises(FileNotFoundError, match="no checkpoint-N folder"):
         main(["train", "grpo", "--config", str(recipe), "--output_dir", str(tmp_path / "none"), "--resume"])
+
+
+def test_pixel_coordinate_rows_carry_the_resized_target_size(synth_dir, tmp_path):
+    from univg.data.images import load_image
+    from univg.training.data import load_training_samples, trl_dataset
+
+    config = UniVGGRPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, train_files=[str(synth_dir / "train.jsonl")], coords="pixels",
+        max_pixels=6272,
+    )  # fmt: skip
+    samples = load_training_samples(config)
+    dataset = trl_dataset(samples, config, with_answer=False)
+    for sample, size in zip(samples, dataset["image_size"], strict=True):
+        loaded = load_image(sample.target_path, min_pixels=config.min_pixels, max_pixels=config.max_pixels)
+        assert tuple(size) == loaded.resized_size
