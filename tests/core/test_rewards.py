@@ -1,6 +1,13 @@
 import pytest
 
-from univg.core.rewards import REWARD_FUNCTIONS, accuracy_reward, box_iou, completion_text, format_reward
+from univg.core.rewards import (
+    REWARD_FUNCTIONS,
+    accuracy_reward,
+    box_iou,
+    completion_text,
+    format_reward,
+    read_box,
+)
 
 GT = [0.1, 0.2, 0.5, 0.6]
 EXACT = "<think>ok</think><answer>(100, 200), (500, 600)</answer>"
@@ -56,3 +63,13 @@ def test_completion_text_of_odd_shapes():
 
 def test_registry_names():
     assert REWARD_FUNCTIONS == {"accuracy": accuracy_reward, "format": format_reward}
+
+
+def test_read_box_converts_to_canonical_or_gives_none():
+    assert read_box(EXACT) == pytest.approx((0.1, 0.2, 0.5, 0.6))
+    assert read_box("<answer>(20, 20), (100, 60)</answer>", "answer", "pixels", (200, 100)) == pytest.approx(
+        (0.1, 0.2, 0.5, 0.6)
+    )
+    assert read_box(EXACT, "answer", "pixels", None) is None
+    assert read_box(NO_FORMAT, "answer") is None
+    assert read_box(NO_FORMAT, "first") == pytest.approx((0.1, 0.2, 0.5, 0.6))

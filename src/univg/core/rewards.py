@@ -49,6 +49,24 @@ def _column(values: Sequence[Any] | None, index: int, default: Any) -> Any:
     return default if value is None else value
 
 
+def read_box(
+    text: str,
+    mode: ParseMode = "answer",
+    coords: CoordSystem | str = CoordSystem.QWEN2VL,
+    image_size: Sequence[int] | None = None,
+) -> tuple[float, float, float, float] | None:
+    """The box a response gives, in canonical 0..1; None when there is none or it cannot be converted
+    (pixel coordinates without the image size)."""
+    predicted = extract_box(text, mode)
+    if predicted is None:
+        return None
+    size = (int(image_size[0]), int(image_size[1])) if image_size is not None else None
+    try:
+        return to_normalized(predicted, coords, size)
+    except ValueError:
+        return None
+
+
 def box_iou(
     text: str,
     gt_box: Sequence[float],
@@ -57,15 +75,8 @@ def box_iou(
     mode: ParseMode = "answer",
 ) -> float:
     """IoU of the box a response gives (written in `coords`) with a canonical ground-truth box."""
-    predicted = extract_box(text, mode)
-    if predicted is None:
-        return 0.0
-    size = (int(image_size[0]), int(image_size[1])) if image_size is not None else None
-    try:
-        normalized = to_normalized(predicted, coords, size)
-    except ValueError:
-        return 0.0
-    return iou(normalized, gt_box)
+    predicted = read_box(text, mode, coords, image_size)
+    return 0.0 if predicted is None else iou(predicted, gt_box)
 
 
 def accuracy_reward(

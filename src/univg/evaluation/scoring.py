@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from univg.core.boxes import CoordSystem, iou, to_normalized
+from univg.core.boxes import CoordSystem, iou
 from univg.core.metrics import GroundingMetrics
-from univg.core.parsing import PARSE_MODES, BoxTuple, ParseMode, extract_box, extract_target_image
+from univg.core.parsing import PARSE_MODES, BoxTuple, ParseMode, extract_target_image
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from univg.core.rewards import read_box
 from univg.data.prompts import target_model_size
 from univg.data.schema import GroundingSample
 from univg.evaluation.benchmarks import BenchmarkData
@@ -108,18 +109,6 @@ class Scores:
         }
 
 
-def _read_box(
-    text: str, mode: ParseMode, coords: CoordSystem, size: tuple[int, int] | None
-) -> BoxTuple | None:
-    raw = extract_box(text, mode)
-    if raw is None:
-        return None
-    try:
-        return to_normalized(raw, coords, size)
-    except ValueError:
-        return None
-
-
 def score_sample(
     sample: GroundingSample,
     task: str,
@@ -132,7 +121,7 @@ def score_sample(
         zero = dict.fromkeys(PARSE_MODES, 0.0)
         return SampleScore(sample.id, task, None, None, zero, dict.fromkeys(PARSE_MODES), None, False)
     text = str(record.get("response") or "")
-    boxes = {mode: _read_box(text, mode, coords, size) for mode in PARSE_MODES}
+    boxes = {mode: read_box(text, mode, coords, size) for mode in PARSE_MODES}
     ious = {mode: iou(box, sample.box) if box is not None else 0.0 for mode, box in boxes.items()}
     named = extract_target_image(text)
     error = str(record["error"]) if "error" in record else None
