@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedModel, Trainer
+from transformers.trainer_utils import get_last_checkpoint
 
 
 @dataclass
@@ -22,12 +22,6 @@ class TrainResult:
     log_history: list[dict[str, float]]
 
 
-def has_checkpoint(output_dir: str | os.PathLike[str]) -> bool:
-    """True when `output_dir` holds a `checkpoint-N` folder that a resumed run can continue from."""
-    path = Path(output_dir)
-    return path.is_dir() and any(child.name.startswith("checkpoint-") for child in path.iterdir())
-
-
 def run_trainer(build: Callable[[], Trainer], output_dir: str, *, resume: bool = False) -> TrainResult:
     """Build the trainer, train, and save the model and processor to `output_dir`.
 
@@ -35,7 +29,7 @@ def run_trainer(build: Callable[[], Trainer], output_dir: str, *, resume: bool =
     scheduler, RNG states and data position), so a killed run ends where an uninterrupted one would.
     The check comes before building, so a wrong path fails in a second rather than after model loading.
     """
-    if resume and not has_checkpoint(output_dir):
+    if resume and not (Path(output_dir).is_dir() and get_last_checkpoint(str(output_dir))):
         raise FileNotFoundError(f"--resume: no checkpoint-N folder in {output_dir}")
     trainer = build()
     output = trainer.train(resume_from_checkpoint=True if resume else None)
