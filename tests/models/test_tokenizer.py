@@ -13,13 +13,24 @@ def trained():
 
 
 @pytest.fixture(scope="module")
+def grounding():
+    return build_tokenizer("grounding", model_max_length=4096)
+
+
+@pytest.fixture(scope="module", params=["trained", "grounding"])
+def small(request, trained, grounding):
+    """Each vocabulary trained here; both must keep digits and special tokens whole."""
+    return {"trained": trained, "grounding": grounding}[request.param]
+
+
+@pytest.fixture(scope="module")
 def qwen():
     return build_tokenizer("qwen", model_max_length=32768)
 
 
 @pytest.mark.parametrize("text", ["(316, 58), (764, 999)", "[0,1000,250,75]", "x1=9876543210"])
-def test_trained_vocab_writes_every_digit_as_its_own_token(trained, text):
-    pieces = trained.convert_ids_to_tokens(trained.encode(text, add_special_tokens=False))
+def test_small_vocabs_write_every_digit_as_its_own_token(small, text):
+    pieces = small.convert_ids_to_tokens(small.encode(text, add_special_tokens=False))
     digits = [p for p in pieces if any(c.isdigit() for c in p)]
     assert all(len(p) == 1 for p in digits)
     assert "".join(digits) == "".join(c for c in text if c.isdigit())
@@ -33,9 +44,9 @@ def test_trained_vocab_is_small_and_ends_with_the_special_tokens_in_qwen_order(t
     assert trained.pad_token == "<|endoftext|>"
 
 
-def test_trained_vocab_round_trips_any_text(trained):
+def test_small_vocabs_round_trip_any_text(small):
     text = "<think>Le cœur 😀 is left</think><answer>(1, 2), (3, 4)</answer>\n\t It's in the third image."
-    assert trained.decode(trained.encode(text, add_special_tokens=False)) == text
+    assert small.decode(small.encode(text, add_special_tokens=False)) == text
 
 
 def test_trained_vocab_is_deterministic(trained):
@@ -43,14 +54,37 @@ def test_trained_vocab_is_deterministic(trained):
     assert again.get_vocab() == trained.get_vocab()
 
 
-def test_special_tokens_are_never_split(trained):
+def test_special_tokens_are_never_split(small):
     text = "<|vision_start|><|image_pad|><|vision_end|><|box_start|>"
-    assert trained.convert_ids_to_tokens(trained.encode(text, add_special_tokens=False)) == [
+    assert small.convert_ids_to_tokens(small.encode(text, add_special_tokens=False)) == [
         "<|vision_start|>",
         "<|image_pad|>",
         "<|vision_end|>",
         "<|box_start|>",
     ]
+
+
+def test_grounding_vocab_ends_with_the_special_tokens_and_is_deterministic(grounding):
+    first = len(grounding) - len(QWEN2VL_SPECIAL_TOKENS)
+    assert grounding.convert_tokens_to_ids(list(QWEN2VL_SPECIAL_TOKENS)) == list(range(first, len(grounding)))
+    assert build_tokenizer("grounding", model_max_length=4096).get_vocab() == grounding.get_vocab()
+
+
+@pytest.mark.parametrize(
+    "task", ["common_object", "correspondence", "diff", "multi_view", "referring", "locate"]
+)
+def test_grounding_vocab_writes_each_word_of_the_world_as_one_token(grounding, trained, task):
+    """Questions and chains of the synthetic world: one token per word, about half the trained length."""
+    import random
+
+    from univg.data.synthetic import LEVELS, make_problem
+
+    problem = make_problem(task, random.Random(7), LEVELS["hard"])
+    text = problem.question + " " + problem.chain.format(obj=problem.phrase, where="top left")
+    words = [w for w in text.replace("<marked-box>", " ").split() if w.isalpha()]
+    pieces = grounding.convert_ids_to_tokens(grounding.encode(text, add_special_tokens=False))
+    assert all(("Ġ" + w in pieces) or (w in pieces) for w in words), (words, pieces)
+    assert len(pieces) < 0.6 * len(trained.encode(text, add_special_tokens=False))
 
 
 def test_qwen_vocab_has_the_real_ids(qwen):

@@ -17,10 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tiny.add_argument("--out", required=True, help="directory to write the checkpoint to")
     tiny.add_argument(
         "--vocab",
-        choices=("trained", "qwen"),
+        choices=("trained", "grounding", "qwen"),
         default="trained",
-        help="trained: a ~374-token BPE trained now; qwen: the real 151k Qwen vocabulary "
-        "(default: %(default)s)",
+        help="trained: a ~374-token BPE trained now; grounding: ~900 tokens, every word of the synthetic "
+        "world one token (the demo base's); qwen: the real 151k Qwen vocabulary (default: %(default)s)",
     )
     tiny.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default: %(default)s)")
     tiny.add_argument(

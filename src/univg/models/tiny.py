@@ -7,7 +7,7 @@ a published checkpoint does, and TRL can reload it from its path (GRPO with beta
 
 The default sizes are the ones measured to learn grounding on a 2-core CPU in minutes (see
 shared/notes/learnability.md): text hidden 128, 2 layers, 4 heads / 2 kv heads, vision depth 2 x 64;
-about 0.8M parameters with the trained vocabulary.
+about 0.8M parameters with the trained vocabulary (0.9M with the grounding one).
 """
 
 from __future__ import annotations
@@ -124,8 +124,9 @@ def build_tiny_model(
 ) -> Path:
     """Write a random-init tiny checkpoint to `out_dir` and return its path.
 
-    `vocab="trained"` trains a ~374-token BPE now (one digit per token); `vocab="qwen"` uses the real
-    151k Qwen vocabulary, so prompts tokenize exactly as for a real checkpoint. The same `seed` gives
+    `vocab="trained"` trains a ~374-token BPE now (one digit per token); `vocab="grounding"` a ~900-token
+    one holding every word of the synthetic world (half as many tokens a prompt); `vocab="qwen"` uses the
+    real 151k Qwen vocabulary, so prompts tokenize exactly as for a real checkpoint. The same `seed` gives
     the same weights. The directory appears whole or not at all.
     """
     import torch

@@ -34,6 +34,7 @@ _EXPORTS = {
     "TASKS": "tasks",
     "make_problem": "tasks",
     "parse_tasks": "tasks",
+    "language_corpus": "corpus",
     "WRONG_KINDS": "teacher",
     "WrongChain": "teacher",
     "wrong_chains": "teacher",
