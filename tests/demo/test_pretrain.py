@@ -43,42 +43,53 @@ def test_demo_recipes_are_packaged() -> None:
         recipe("nope")
 
 
-def test_rebuild_command_runs_a_few_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rebuild_command_runs_its_phases_and_a_rerun_skips_what_is_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "pretrain"
-    argv = [
-        "demo",
-        "pretrain-base",
-        "--out",
-        str(out),
-        "--max-steps",
-        "3",
-        "--n-train",
-        "32",
-        "--n-eval",
-        "4",
-    ]
+    argv = ["demo", "pretrain-base", "--out", str(out), "--n-train", "32", "--n-eval", "4"]
+    argv += ["--phase", "referring:easy:2", "--phase", "pretrain:mixed:3"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "3 steps" in printed and "held-out Acc@0.5 referring" in printed
+    assert "5 steps" in printed and "held-out Acc@0.5 locate" in printed
     log = json.loads((out / "base" / PRETRAIN_LOG).read_text(encoding="utf-8"))
-    assert log["steps"] == 3 and set(log["accuracy"]) == {"referring", "locate", "average"}
-    assert "--max-steps 3" in (out / "base" / CARD).read_text(encoding="utf-8")
+    assert log["steps"] == 5 and set(log["accuracy"]) == {"referring", "locate", "average"}
+    assert [p["phase"] for p in log["phases"]] == ["referring:easy:2", "referring,locate:mixed:3"]
+    assert set(log["phases"][0]["accuracy"]) == {"referring", "average"}
+    card = (out / "base" / CARD).read_text(encoding="utf-8")
+    assert "--phase referring:easy:2 --phase referring,locate:mixed:3" in card
+    assert "| referring,locate:mixed:3 |" in card
+    weights = (out / "base" / "model.safetensors").read_bytes()
+
+    # Both phases are done: the same command trains nothing and exports the same weights.
+    phase_files = [(out / f"train-{k}" / "model.safetensors").stat().st_mtime_ns for k in (0, 1)]
+    assert main(argv) == 0
+    assert [(out / f"train-{k}" / "model.safetensors").stat().st_mtime_ns for k in (0, 1)] == phase_files
+    assert (out / "base" / "model.safetensors").read_bytes() == weights
 
 
-def test_a_curve_along_the_way_goes_into_log_and_card(tmp_path: Path) -> None:
-    from univg.demo.pretrain import PretrainConfig, PretrainResult, add_curve, render_card
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("referring:easy", "expected TASKS:DIFFICULTY:STEPS"),
+        ("referring:easy:0", "expected TASKS:DIFFICULTY:STEPS"),
+        ("referring:easy:many", "expected TASKS:DIFFICULTY:STEPS"),
+        ("referring:tough:10", "difficulty 'tough'"),
+        ("pointing:easy:10", "unknown or no tasks"),
+    ],
+)
+def test_a_bad_phase_is_refused_with_its_text(text: str, problem: str) -> None:
+    from univg.demo.pretrain import Phase
 
-    base = tmp_path / "base"
-    base.mkdir()
-    config = PretrainConfig(out=tmp_path)
-    result = PretrainResult(base, 10, 1.0, 160.0, {"referring": 1.0, "locate": 0.0, "average": 0.5})
-    log = {"config": {"seed": 0}, "steps": 10, "train_seconds": 1.0, "samples_per_s": 160.0}
-    log |= {"accuracy": result.accuracy, "losses": [[5, 1.0]], "command": "univg demo pretrain-base"}
-    (base / PRETRAIN_LOG).write_text(json.dumps(log), encoding="utf-8")
-    (base / CARD).write_text(render_card(config, result), encoding="utf-8")
-    add_curve(base, {5: {"referring": 2.0, "locate": 4.0, "average": 3.0}})
-    assert json.loads((base / PRETRAIN_LOG).read_text(encoding="utf-8"))["curve"]["5"]["average"] == 3.0
-    assert "| 5 | 2.0 | 4.0 | 3.0 |" in (base / CARD).read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match=problem):
+        Phase.parse(text)
+
+
+def test_phase_text_round_trips() -> None:
+    from univg.demo.pretrain import DEFAULT_PHASES, Phase
+
+    for phase in DEFAULT_PHASES:
+        assert Phase.parse(str(phase)) == phase
 
 
 @pytest.mark.slow

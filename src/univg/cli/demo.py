@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from univg.demo.pretrain import DEFAULT_PHASES
+
     parser = subparsers.add_parser(
         "demo",
         help="run the whole method end to end on synthetic data",
@@ -28,11 +31,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pretrain-base",
         help="rebuild the demo's shipped base checkpoint (tiny Qwen2-VL from random weights)",
         description="Train the tiny Qwen2-VL from random weights on synthetic referring and locate data, "
-        "evaluate it on held-out data and write DIR/base (checkpoint + CARD.md), the demo's base model.",
+        "phase by phase, evaluate it on held-out data and write DIR/base (checkpoint + CARD.md), the demo's "
+        "base model. Run again with the same arguments after a kill, it resumes where it stopped.",
     )
     pretrain.add_argument("--out", default="univg-pretrain", help="output directory (default: %(default)s)")
     pretrain.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    pretrain.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: 9000)")
+    pretrain.add_argument(
+        "--phase",
+        action="append",
+        type=_phase,
+        default=None,
+        metavar="TASKS:DIFFICULTY:STEPS",
+        help="a phase of training, in order, repeatable (default: "
+        + " ".join(f"--phase {p}" for p in DEFAULT_PHASES)
+        + ")",
+    )
     pretrain.add_argument(
         "--minutes", type=float, default=None, help="also stop after this much training time (wall clock)"
     )
@@ -40,7 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--n-train", type=int, default=20_000, help="training samples (default: %(default)s)"
     )
     pretrain.add_argument("--n-eval", type=int, default=400, help="held-out samples (default: %(default)s)")
+    pretrain.add_argument("--batch-size", type=int, default=16, help="samples a step (default: %(default)s)")
     pretrain.set_defaults(func=run_pretrain)
+
+
+def _phase(text: str) -> Any:
+    from univg.demo.pretrain import Phase
+
+    try:
+        return Phase.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _say(message: str) -> None:
@@ -56,7 +79,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
         n_train=args.n_train,
         n_eval=args.n_eval,
         minutes=args.minutes,
-        **({"max_steps": args.max_steps} if args.max_steps is not None else {}),
+        batch_size=args.batch_size,
+        **({"phases": tuple(args.phase)} if args.phase else {}),
     )
     result = pretrain_base(config, progress=_say)
     print(

@@ -25,14 +25,47 @@ CARD = "CARD.md"
 
 
 @dataclass(frozen=True)
+class Phase:
+    """One stretch of pretraining: which synthetic tasks, at which difficulty, for how many steps."""
+
+    tasks: tuple[str, ...]
+    difficulty: str
+    steps: int
+
+    @classmethod
+    def parse(cls, text: str) -> Phase:
+        """'referring:easy:6000' or 'referring,locate:mixed:12000' (the CLI's --phase)."""
+        from univg.data.synthetic import DIFFICULTIES, parse_tasks
+
+        parts = text.split(":")
+        if len(parts) != 3 or not parts[2].strip().isdigit() or int(parts[2]) < 1:
+            raise ValueError(f"phase {text!r}: expected TASKS:DIFFICULTY:STEPS, e.g. referring:easy:6000")
+        if parts[1] not in DIFFICULTIES:
+            raise ValueError(f"phase {text!r}: difficulty {parts[1]!r} is not one of {DIFFICULTIES}")
+        return cls(parse_tasks(parts[0]), parts[1], int(parts[2]))
+
+    def __str__(self) -> str:
+        return f"{','.join(self.tasks)}:{self.difficulty}:{self.steps}"
+
+
+# Easy single-image referring until the model localises, then the full mix of referring and "locate X
+# in image k" at every difficulty. A random model first learns only the answer format and the average
+# box, and leaves that plateau several times sooner on easy, single-image scenes (see CARD.md).
+DEFAULT_PHASES = (
+    Phase(("referring",), "easy", 10_000),
+    Phase(("referring", "locate"), "mixed", 12_000),
+)
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     """What `univg demo pretrain-base` runs. `minutes` stops early; the card records the steps done."""
 
     out: Path
     seed: int = 0
+    phases: tuple[Phase, ...] = DEFAULT_PHASES
     n_train: int = 20_000
     n_eval: int = 400
-    max_steps: int = 9_000
     minutes: float | None = None
     batch_size: int = 16
     save_steps: int = 1_000
@@ -50,6 +83,8 @@ class PretrainResult:
     accuracy: dict[str, float]  # task -> held-out Acc@0.5 (percent), plus "average"
     losses: list[tuple[int, float]] = field(default_factory=list)
     command: str = ""
+    # after each phase: its steps and seconds, and Acc@0.5 on its own held-out split
+    phases: list[dict[str, Any]] = field(default_factory=list)
 
 
 def synth_data(out: Path, config: Any) -> Path:
@@ -124,40 +159,39 @@ def held_out_accuracy(
     return accuracy
 
 
-def rebuild_command(config: PretrainConfig, steps: int) -> str:
-    """The command that makes the same weights again (a constant schedule: stopping early changes nothing).
-
-    The output folder is left out: it changes nothing in the weights (the default is univg-pretrain).
-    """
+def rebuild_command(config: PretrainConfig, phases: list[Phase]) -> str:
+    """The command that makes the same weights again: the phases as run (a constant schedule, so a
+    phase stopped early equals a shorter phase). The output folder changes nothing in the weights."""
+    flags = " ".join(f"--phase {phase}" for phase in phases)
     return (
-        f"univg demo pretrain-base --seed {config.seed} --max-steps {steps} "
-        f"--n-train {config.n_train} --n-eval {config.n_eval}"
+        f"univg demo pretrain-base --seed {config.seed} {flags} "
+        f"--n-train {config.n_train} --n-eval {config.n_eval} --batch-size {config.batch_size}"
     )
 
 
-def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> PretrainResult:
-    """Generate the data, train from random weights, evaluate on held-out data, export with a card."""
-    import torch
+PHASE_DONE = "phase.json"
 
-    from univg.data.synthetic import PRETRAIN_TASKS, SynthConfig
-    from univg.models.tiny import build_tiny_model
+
+def train_phase(
+    config: PretrainConfig, index: int, init: Path, synth: Path, seconds_left: float | None
+) -> tuple[Path, dict[str, Any]]:
+    """Train one phase from `init` into `out/train-<index>` (resuming a killed run, skipping a done one)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
     from univg.training.config import parse_config
     from univg.training.runner import run_trainer
     from univg.training.sft import UniVGSFTConfig, build_sft_trainer
 
-    say = progress or (lambda _message: None)
-    # One thread: two threads are several times slower for this model on a shared 2-core machine.
-    torch.set_num_threads(1)
-    out = Path(config.out)
-    say(f"pretrain 1/4: synthetic data ({config.n_train} train, {config.n_eval} held-out)")
-    synth = synth_data(
-        out / "synth",
-        SynthConfig(n=config.n_train, n_eval=config.n_eval, seed=config.seed, tasks=PRETRAIN_TASKS),
-    )
-    say("pretrain 2/4: random-init tiny Qwen2-VL")
-    init = build_tiny_model(out / "init", seed=config.seed, overwrite=True)
-    train_dir = out / "train"
-    shutil.rmtree(train_dir, ignore_errors=True)
+    phase = config.phases[index]
+    train_dir = Path(config.out) / f"train-{index}"
+    done = train_dir / PHASE_DONE
+    if done.is_file():
+        record = json.loads(done.read_text(encoding="utf-8"))
+        if record["phase"] == str(phase) and record["init"] == str(init):
+            return train_dir, record
+    resume = train_dir.is_dir() and get_last_checkpoint(str(train_dir)) is not None
+    if not resume:
+        shutil.rmtree(train_dir, ignore_errors=True)
     sft = parse_config(
         UniVGSFTConfig,
         [
@@ -172,69 +206,126 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
             "--seed",
             str(config.seed),
             "--max_steps",
-            str(config.max_steps),
+            str(phase.steps),
             "--per_device_train_batch_size",
             str(config.batch_size),
             "--save_steps",
             str(config.save_steps),
         ],
     )
-    say(f"pretrain 3/4: training up to {config.max_steps} steps of {config.batch_size}")
 
     def build() -> Any:
         trainer = build_sft_trainer(sft)
-        if config.minutes is not None:
-            trainer.add_callback(time_limit(60.0 * config.minutes))
+        if seconds_left is not None:
+            trainer.add_callback(time_limit(seconds_left))
         return trainer
 
-    trained = run_trainer(build, str(train_dir))
-    losses = [(int(e["step"]), float(e["loss"])) for e in trained.log_history if "loss" in e]
-    base_dir = export_checkpoint(train_dir, out / "base")
-    say("pretrain 4/4: held-out evaluation")
-    accuracy = held_out_accuracy(
-        base_dir, synth / "eval.jsonl", out / "eval", style="plain", batch_size=config.eval_batch_size
-    )
+    trained = run_trainer(build, str(train_dir), resume=resume)
+    record = {
+        "phase": str(phase),
+        "init": str(init),
+        "steps": trained.global_step,
+        "train_seconds": trained.runtime_s,
+        "losses": [(int(e["step"]), float(e["loss"])) for e in trained.log_history if "loss" in e],
+    }
+    done.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    return train_dir, record
+
+
+def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> PretrainResult:
+    """Run the phases from random weights, evaluate each on its held-out split, export with a card.
+
+    Killed and run again with the same arguments, it resumes the phase it was in from its newest
+    checkpoint and skips the phases already done.
+    """
+    import torch
+
+    from univg.data.synthetic import SynthConfig
+    from univg.models.tiny import build_tiny_model
+
+    if not config.phases:
+        raise ValueError("pretraining needs at least one phase")
+    say = progress or (lambda _message: None)
+    # One thread: two threads are several times slower for this model on a shared 2-core machine.
+    torch.set_num_threads(1)
+    out = Path(config.out)
+    say("pretrain: random-init tiny Qwen2-VL (grounding vocabulary)")
+    init = out / "init"
+    if not (init / "model.safetensors").is_file():
+        build_tiny_model(init, vocab="grounding", seed=config.seed, overwrite=True)
+    started = time.perf_counter()
+    model, records, ran, losses, steps = init, [], [], [], 0
+    for index, phase in enumerate(config.phases):
+        left = None if config.minutes is None else 60.0 * config.minutes - (time.perf_counter() - started)
+        if left is not None and left <= 0:
+            break
+        number = f"phase {index + 1}/{len(config.phases)}"
+        say(f"pretrain {number}: data ({', '.join(phase.tasks)}, {phase.difficulty})")
+        synth = synth_data(
+            out / f"synth-{index}",
+            SynthConfig(
+                n=config.n_train,
+                n_eval=config.n_eval,
+                seed=config.seed,
+                tasks=phase.tasks,
+                difficulty=phase.difficulty,
+            ),
+        )
+        say(f"pretrain {number}: training up to {phase.steps} steps of {config.batch_size}")
+        model, record = train_phase(config, index, model, synth, left)
+        say(f"pretrain {number}: held-out evaluation")
+        record["accuracy"] = held_out_accuracy(
+            model,
+            synth / "eval.jsonl",
+            out / f"eval-{index}",
+            style="plain",
+            batch_size=config.eval_batch_size,
+        )
+        losses += [(steps + step, loss) for step, loss in record["losses"]]
+        steps += record["steps"]
+        records.append({k: v for k, v in record.items() if k != "losses"})
+        ran.append(Phase(phase.tasks, phase.difficulty, record["steps"]))
+        say(
+            f"pretrain {number}: {record['steps']} steps, held-out Acc@0.5 {record['accuracy']['average']:.1f}"
+        )
+    base_dir = export_checkpoint(model, out / "base")
+    train_seconds = sum(r["train_seconds"] for r in records)
     result = PretrainResult(
         base_dir=base_dir,
-        steps=trained.global_step,
-        train_seconds=trained.runtime_s,
-        samples_per_s=trained.global_step * config.batch_size / max(trained.runtime_s, 1e-9),
-        accuracy=accuracy,
+        steps=steps,
+        train_seconds=train_seconds,
+        samples_per_s=steps * config.batch_size / max(train_seconds, 1e-9),
+        accuracy=records[-1]["accuracy"],
         losses=losses,
-        command=rebuild_command(config, trained.global_step),
+        command=rebuild_command(config, ran),
+        phases=records,
     )
-    (base_dir / PRETRAIN_LOG).write_text(
-        json.dumps(
-            {
-                "config": {k: v for k, v in asdict(config).items() if k != "out"},
-                "steps": result.steps,
-                "train_seconds": result.train_seconds,
-                "samples_per_s": result.samples_per_s,
-                "accuracy": accuracy,
-                "losses": losses,
-                "command": result.command,
-            },
-            indent=1,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
+    log = {
+        "config": {k: v for k, v in asdict(config).items() if k not in ("out", "phases")},
+        "phases": records,
+        "steps": result.steps,
+        "train_seconds": result.train_seconds,
+        "samples_per_s": result.samples_per_s,
+        "accuracy": result.accuracy,
+        "losses": losses,
+        "command": result.command,
+    }
+    (base_dir / PRETRAIN_LOG).write_text(json.dumps(log, indent=1) + "\n", encoding="utf-8")
     (base_dir / CARD).write_text(render_card(config, result), encoding="utf-8")
     return result
 
 
-def render_card(
-    config: PretrainConfig, result: PretrainResult, curve: dict[int, dict[str, float]] | None = None
-) -> str:
-    """The checkpoint's card: data, seed, steps, time, held-out accuracy, and how to rebuild it."""
+def render_card(config: PretrainConfig, result: PretrainResult) -> str:
+    """The checkpoint's card: data, seed, phases, time, held-out accuracy, and how to rebuild it."""
     lines = [
         "# univg demo base checkpoint",
         "",
-        "A 0.8M-parameter Qwen2-VL trained from random weights on the synthetic world's simple tasks, the",
-        "stand-in for Qwen2-VL's pretraining in `univg demo` (no download possible or needed).",
+        "A tiny Qwen2-VL (0.9M parameters) trained from random weights on the synthetic world's simple",
+        "tasks, the stand-in for Qwen2-VL's pretraining in `univg demo` (no download possible or needed).",
         "",
-        f"- data: `univg data synth` tasks referring + locate, {config.n_train} training samples, "
-        f"{config.n_eval} held-out, seed {config.seed}, 112 px images (16 image tokens each)",
+        f"- data: `univg data synth`, {config.n_train} training and {config.n_eval} held-out samples per "
+        f"phase, seed {config.seed}, 112 px images (16 image tokens each)",
+        "- vocabulary: `grounding` (every word of the synthetic world one token, digits one token each)",
         "- format: plain Qwen2-VL answers `<|box_start|>(x1, y1), (x2, y2)<|box_end|>` (0..1000); the",
         "  `<think>`/`<answer>` format is left to stage 1 (CoT-SFT), as for Qwen2-VL",
         f"- training: the stage-1 trainer with recipe `univg/assets/recipes/demo_pretrain.yaml`, "
@@ -242,52 +333,20 @@ def render_card(
         f"{config.seed}",
         f"- time: {result.train_seconds / 60:.1f} min on 1 CPU thread ({result.samples_per_s:.1f} samples/s)",
         "",
-        "## Held-out Acc@0.5 (plain prompt, first box parsed)",
+        "## Phases and held-out Acc@0.5 after each (plain prompt, its own held-out split)",
         "",
-        "| task | Acc@0.5 |",
-        "|---|---|",
-        *(f"| {task} | {value:.1f} |" for task, value in result.accuracy.items()),
+        "| phase (tasks:difficulty:steps) | minutes | Acc@0.5 per task | average |",
+        "|---|---|---|---|",
+        *(
+            f"| {p['phase']} | {p['train_seconds'] / 60:.1f} | "
+            + ", ".join(f"{task} {value:.1f}" for task, value in p["accuracy"].items() if task != "average")
+            + f" | {p['accuracy']['average']:.1f} |"
+            for p in result.phases
+        ),
         "",
     ]
-    if curve:
-        tasks = list(result.accuracy)
-        lines += [
-            "## Held-out Acc@0.5 along the way (first 50 held-out samples of each task)",
-            "",
-            "| step | " + " | ".join(tasks) + " |",
-            "|---|" + "---|" * len(tasks),
-            *(
-                f"| {step} | " + " | ".join(f"{values.get(t, 0.0):.1f}" for t in tasks) + " |"
-                for step, values in sorted(curve.items())
-            ),
-            "",
-        ]
     if result.losses:
         shown = result.losses[:: max(1, len(result.losses) // 12)]
-        lines += [
-            "## Training loss",
-            "",
-            " ".join(f"{step}: {loss:.3f}" for step, loss in shown),
-            "",
-        ]
+        lines += ["## Training loss", "", " ".join(f"{step}: {loss:.3f}" for step, loss in shown), ""]
     lines += ["## Rebuild", "", "```", result.command, "```", ""]
     return "\n".join(lines)
-
-
-def add_curve(base_dir: Path, curve: dict[int, dict[str, float]]) -> None:
-    """Record held-out accuracy at checkpoints along the way in a finished base's log and card."""
-    log_path = base_dir / PRETRAIN_LOG
-    log = json.loads(log_path.read_text(encoding="utf-8"))
-    log["curve"] = {str(step): value for step, value in sorted(curve.items())}
-    log_path.write_text(json.dumps(log, indent=1) + "\n", encoding="utf-8")
-    config = PretrainConfig(out=base_dir.parent, **{k: v for k, v in log["config"].items() if k != "out"})
-    result = PretrainResult(
-        base_dir=base_dir,
-        steps=log["steps"],
-        train_seconds=log["train_seconds"],
-        samples_per_s=log["samples_per_s"],
-        accuracy=log["accuracy"],
-        losses=[(int(step), float(loss)) for step, loss in log["losses"]],
-        command=log["command"],
-    )
-    (base_dir / CARD).write_text(render_card(config, result, curve), encoding="utf-8")
