@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from univg.demo.assets import BASE_DIR, recipe
-from univg.demo.pretrain import synth_data
+from univg.demo.pretrain import held_out_accuracy, synth_data
 
 Progress = Callable[[str], None]
 RESULTS_FILE = "results.json"
@@ -127,28 +127,16 @@ def make_data(out: Path, size: DemoSize, seed: int) -> tuple[Path, Path, Path]:
 
 def evaluate(stage: Stage, eval_file: Path, out: Path) -> Stage:
     """Score a stage's model on the held-out split with the evaluation harness (fresh, never resumed)."""
-    from univg.evaluation import RunConfig, run_evaluation
-
-    shutil.rmtree(out, ignore_errors=True)
-    outcome = run_evaluation(
-        RunConfig(
-            "synthetic",
-            str(eval_file),
-            str(stage.model_dir),
-            str(out),
-            style=stage.style,
-            batch_size=EVAL_BATCH,
-            max_new_tokens=EVAL_MAX_NEW_TOKENS,
-            max_pixels=12544,
-            min_pixels=3136,
-            dtype="float32",
-            progress=False,
-            examples=0,  # the demo draws its own gallery
-        )
+    accuracy = held_out_accuracy(
+        stage.model_dir,
+        eval_file,
+        out,
+        style=stage.style,
+        batch_size=EVAL_BATCH,
+        max_new_tokens=EVAL_MAX_NEW_TOKENS,
     )
-    results = outcome.results or {}
-    stage.accuracy = {task: float(m["acc@0.5"]) for task, m in results["tasks"].items()}
-    stage.average = float(results["average"]["acc@0.5"])
+    stage.average = accuracy.pop("average")
+    stage.accuracy = accuracy
     stage.eval_dir = out
     return stage
 

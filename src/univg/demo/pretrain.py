@@ -128,12 +128,10 @@ def export_checkpoint(model_dir: Path, target: Path) -> Path:
 
 
 def held_out_accuracy(
-    model_dir: Path, eval_file: Path, out: Path, *, style: str, batch_size: int, limit: int | None = None
+    model_dir: Path, eval_file: Path, out: Path, *, style: str, batch_size: int, max_new_tokens: int = 64
 ) -> dict[str, float]:
-    """Acc@0.5 per task and on average (percent) on a synthetic held-out split, by the evaluation harness.
-
-    `limit` keeps the first samples of each task (a cheaper look at checkpoints along the way).
-    """
+    """Acc@0.5 per task and on average (percent) on a synthetic held-out split, by the evaluation harness
+    (a fresh run in `out`, never resumed); the demo scores every stage with it too."""
     from univg.evaluation import RunConfig, run_evaluation
 
     shutil.rmtree(out, ignore_errors=True)
@@ -145,8 +143,7 @@ def held_out_accuracy(
             str(out),
             style=style,
             batch_size=batch_size,
-            limit=limit,
-            max_new_tokens=64,
+            max_new_tokens=max_new_tokens,
             max_pixels=12544,
             min_pixels=3136,
             dtype="float32",
