@@ -27,3 +27,23 @@ def recipe(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no packaged recipe {path}")
     return path
+
+
+def recipe_args(
+    name: str, model: str | Path, output_dir: str | Path, train_file: str | Path, seed: int, max_steps: int
+) -> list[str]:
+    """Command-line arguments for a trainer config from a packaged recipe plus what every demo run sets."""
+    return [
+        "--config",
+        str(recipe(name)),
+        "--model_name_or_path",
+        str(model),
+        "--output_dir",
+        str(output_dir),
+        "--train_files",
+        str(train_file),
+        "--seed",
+        str(seed),
+        "--max_steps",
+        str(max_steps),
+    ]

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from univg.demo.assets import BASE_DIR, recipe
+from univg.demo.assets import BASE_DIR, recipe_args
 from univg.demo.pretrain import held_out_accuracy, synth_data
 
 Progress = Callable[[str], None]
@@ -147,23 +147,7 @@ def train_sft_stage(base: Path, sft_file: Path, out: Path, size: DemoSize, seed:
     from univg.training.sft import UniVGSFTConfig, train_sft
 
     shutil.rmtree(out, ignore_errors=True)
-    config = parse_config(
-        UniVGSFTConfig,
-        [
-            "--config",
-            str(recipe("sft")),
-            "--model_name_or_path",
-            str(base),
-            "--output_dir",
-            str(out),
-            "--train_files",
-            str(sft_file),
-            "--seed",
-            str(seed),
-            "--max_steps",
-            str(size.sft_steps),
-        ],
-    )
+    config = parse_config(UniVGSFTConfig, recipe_args("sft", base, out, sft_file, seed, size.sft_steps))
     result = train_sft(config)
     return Stage(
         "sft", "CoT-SFT", out, "univg", train_seconds=result.runtime_s, log_history=result.log_history
@@ -181,18 +165,7 @@ def train_grpo_stage(
     config = parse_config(
         UniVGGRPOConfig,
         [
-            "--config",
-            str(recipe("grpo")),
-            "--model_name_or_path",
-            str(sft),
-            "--output_dir",
-            str(out),
-            "--train_files",
-            str(rl_file),
-            "--seed",
-            str(seed),
-            "--max_steps",
-            str(size.grpo_steps),
+            *recipe_args("grpo", sft, out, rl_file, seed, size.grpo_steps),
             "--difficulty_weighting",
             weighting,
         ],

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from univg.demo.assets import CHECKPOINT_FILES, recipe
+from univg.demo.assets import CHECKPOINT_FILES, recipe_args
 
 Progress = Callable[[str], None]
 PRETRAIN_LOG = "pretrain_log.json"
@@ -193,18 +193,7 @@ def train_phase(
     sft = parse_config(
         UniVGSFTConfig,
         [
-            "--config",
-            str(recipe("pretrain")),
-            "--model_name_or_path",
-            str(init),
-            "--output_dir",
-            str(train_dir),
-            "--train_files",
-            str(synth / "train.jsonl"),
-            "--seed",
-            str(config.seed),
-            "--max_steps",
-            str(phase.steps),
+            *recipe_args("pretrain", init, train_dir, synth / "train.jsonl", config.seed, phase.steps),
             "--per_device_train_batch_size",
             str(config.batch_size),
             "--save_steps",
