@@ -56,6 +56,7 @@ def test_rebuild_command_runs_its_phases_and_a_rerun_skips_what_is_done(
     assert log["steps"] == 5 and set(log["accuracy"]) == {"referring", "locate", "average"}
     assert [p["phase"] for p in log["phases"]] == ["referring:easy:2", "referring,locate:mixed:3"]
     assert set(log["phases"][0]["accuracy"]) == {"referring", "average"}
+    assert all("init" not in p for p in log["phases"])  # no machine-specific paths in a shipped log
     card = (out / "base" / CARD).read_text(encoding="utf-8")
     assert "--phase referring:easy:2 --phase referring,locate:mixed:3" in card
     assert "| referring,locate:mixed | 3 |" in card

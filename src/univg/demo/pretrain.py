@@ -270,7 +270,7 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
         )
         losses += [(steps + step, loss) for step, loss in record["losses"]]
         steps += record["steps"]
-        records.append({k: v for k, v in record.items() if k != "losses"})
+        records.append({k: v for k, v in record.items() if k not in ("losses", "init")})
         ran.append(Phase(phase.tasks, phase.difficulty, record["steps"]))
         say(
             f"pretrain {number}: {record['steps']} steps, held-out Acc@0.5 {record['accuracy']['average']:.1f}"

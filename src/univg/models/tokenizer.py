@@ -41,8 +41,8 @@ QWEN2VL_SPECIAL_TOKENS: tuple[str, ...] = (
 QWEN_VOCAB_SIZE = 151_643  # ordinary tokens of the real vocabulary; the special tokens follow them
 # Learned tokens of the `trained` vocabulary (256 bytes + merges); with the specials: 374 tokens.
 TRAINED_BASE_VOCAB_SIZE = 360
-# The `grounding` vocabulary merges until every word of its corpus is one token (about 700 tokens);
-# this cap is never reached.
+# The `grounding` vocabulary merges until every word of its corpus is one token (912 tokens with the
+# specials); this cap is never reached.
 GROUNDING_VOCAB_CAP = 4096
 
 _WORDS = (
