@@ -31,7 +31,12 @@ class PromptStyle(str, Enum):
     """How the question is posed and the answer written."""
 
     UNIVG = "univg"  # UniVG-R1: CoT suffix, answer as <think>...</think><answer>BOX</answer>
-    PLAIN = "plain"  # Qwen2-VL plain grounding: the question alone, answer as a bare box
+    PLAIN = "plain"  # Qwen2-VL plain grounding: the question alone, answer as a box (after the ref)
+
+
+# `GroundingSample.extra` key: the referring expression the question names ("the red circle"), which
+# Qwen2-VL's grounding answer repeats before the box.
+REF_KEY = "ref"
 
 
 def is_simple_reference(sample: GroundingSample) -> bool:
@@ -91,15 +96,24 @@ def answer_text(
     think: str | None = None,
     style: PromptStyle | str = PromptStyle.UNIVG,
     simple_reference: bool = False,
+    ref: str | None = None,
+    box_tags: bool = False,
 ) -> str:
     """The target response for a canonical box.
 
     UniVG style: ``<think>...</think><answer>BOX</answer>``; simple-reference items without a chain
-    keep the answer tag only. Plain style: Qwen2-VL's ``<|box_start|>BOX<|box_end|>``.
+    keep the answer tag only; `box_tags` writes the box inside the answer in Qwen2-VL's own tags, which
+    a Qwen2-VL's grounding is keyed to. Plain style: Qwen2-VL's ``<|box_start|>BOX<|box_end|>``, after
+    ``<|object_ref_start|>REF<|object_ref_end|>`` when the question names a referring expression `ref`,
+    as Qwen2-VL answers referring questions (it repeats what it was asked to find, then boxes it).
     """
     written = format_box(box, coords, size)
+    tagged = f"<|box_start|>{written}<|box_end|>"
     if PromptStyle(style) is PromptStyle.PLAIN:
-        return f"<|box_start|>{written}<|box_end|>"
+        named = f"<|object_ref_start|>{ref}<|object_ref_end|>" if ref else ""
+        return f"{named}{tagged}"
+    if box_tags:
+        written = tagged
     if think is None and simple_reference:
         return f"<answer>{written}</answer>"
     return f"<think>{(think or '').strip()}</think><answer>{written}</answer>"
@@ -134,10 +148,12 @@ def sample_messages(
     coords: CoordSystem | str = CoordSystem.QWEN2VL,
     size: tuple[int, int] | None = None,
     with_answer: bool = False,
+    box_tags: bool = False,
     min_pixels: int = DEFAULT_MIN_PIXELS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Messages:
-    """The chat for a sample; with `with_answer`, the assistant turn holds its chain and box.
+    """The chat for a sample; with `with_answer`, the assistant turn holds its chain and box (in Qwen2-VL's
+    box tags inside ``<answer>`` with `box_tags`).
 
     Pixel coordinates refer to the resized target image: `size` when given, else the size the
     processor (with `min_pixels`/`max_pixels`) makes of the original size recorded at conversion.
@@ -153,7 +169,14 @@ def sample_messages(
                     "image root (it records extra['target_size']) or pass size"
                 )
         answer = answer_text(
-            sample.box, coords=coords, size=size, think=sample.cot, style=style, simple_reference=simple
+            sample.box,
+            coords=coords,
+            size=size,
+            think=sample.cot,
+            style=style,
+            simple_reference=simple,
+            ref=sample.extra.get(REF_KEY),
+            box_tags=box_tags,
         )
     return build_messages(
         len(sample.images), sample.question, style=style, simple_reference=simple, answer=answer
