@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from univg.core.boxes import CoordSystem
@@ -16,6 +16,7 @@ from univg.data.convert import convert_file
 from univg.data.images import load_image
 from univg.data.prompts import (
     COT_SUFFIX,
+    REF_KEY,
     SIMPLE_REFERENCE_PREFIX,
     answer_text,
     box_from_model,
@@ -88,11 +89,44 @@ def test_chain_of_thought_goes_into_the_answer() -> None:
     assert text == "<think>why</think><answer>(100, 200), (300, 400)</answer>"
 
 
+@pytest.mark.parametrize(
+    ("style", "extra", "expected"),
+    [
+        ("plain", {}, "<|box_start|>(100, 200), (300, 400)<|box_end|>"),
+        (
+            "plain",
+            {REF_KEY: "the 2nd red circle"},
+            "<|object_ref_start|>the 2nd red circle<|object_ref_end|><|box_start|>(100, 200), (300, 400)"
+            "<|box_end|>",
+        ),
+        ("univg", {REF_KEY: "the red circle"}, "<think>why</think><answer>(100, 200), (300, 400)</answer>"),
+        (
+            "univg-tags",
+            {REF_KEY: "the red circle"},
+            "<think>why</think><answer><|box_start|>(100, 200), (300, 400)<|box_end|></answer>",
+        ),
+    ],
+)
+def test_answers_in_each_style_and_form(style: str, extra: dict, expected: str) -> None:
+    """Plain answers repeat the referring expression; `box_tags` wraps the UniVG answer's box in Qwen's tags."""
+    sample = GroundingSample(
+        "1", "locate", "synthetic", ["a.png", "b.png"], "q", 1, (0.1, 0.2, 0.3, 0.4), cot="why", extra=extra
+    )
+    box_tags = style.endswith("-tags")
+    text = sample_messages(sample, style=style.removesuffix("-tags"), with_answer=True, box_tags=box_tags)
+    assert text[1]["content"][0]["text"] == expected
+    # the digits of a repeated expression are never read as the box; tags keep the paper's format reward
+    answer = text[1]["content"][0]["text"]
+    assert extract_box(answer, "first") == (100, 200, 300, 400)
+    assert extract_box(answer, "strict") == (None if style == "plain" else (100, 200, 300, 400))
+
+
 boxes = st.tuples(st.floats(0, 0.49), st.floats(0, 0.49), st.floats(0.51, 1), st.floats(0.51, 1)).map(
     lambda b: (b[0], b[1], b[2], b[3])
 )
 
 
+@settings(deadline=None)  # pure arithmetic: a time limit only measures how busy the machine is
 @given(box=boxes, width=st.integers(28, 4000), height=st.integers(28, 4000))
 def test_any_box_survives_the_trip_within_rounding(box: tuple, width: int, height: int) -> None:
     if max(width, height) / min(width, height) > 200:
@@ -102,7 +136,7 @@ def test_any_box_survives_the_trip_within_rounding(box: tuple, width: int, heigh
         (CoordSystem.QWEN2VL, None, 0.5 / 1000),
         (CoordSystem.PIXELS, resized, 0.5 / min(resized)),
     ):
-        for style in ("univg", "plain"):
-            text = answer_text(box, coords=coords, size=size, think="t", style=style)
+        for style, box_tags in (("univg", False), ("univg", True), ("plain", False)):
+            text = answer_text(box, coords=coords, size=size, think="t", style=style, box_tags=box_tags)
             written = extract_box(text, "strict" if style == "univg" else "first")
             assert box_from_model(written, coords, size) == pytest.approx(box, abs=tolerance + 1e-12)

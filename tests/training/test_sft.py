@@ -171,13 +171,17 @@ def expected_assistant_mask(input_ids: list[int], tokenizer: Any) -> list[bool]:
     return mask
 
 
-@pytest.mark.parametrize("vocab", ["trained", "qwen"])
+@pytest.mark.parametrize(("vocab", "box_tags"), [("trained", False), ("qwen", False), ("qwen", True)])
 def test_loss_is_on_the_assistant_turns_only(
-    vocab, tiny_model_dir, tiny_qwen_vocab_dir, dialogue_file, synth_dir, tmp_path
+    vocab, box_tags, tiny_model_dir, tiny_qwen_vocab_dir, dialogue_file, synth_dir, tmp_path
 ):
     model_dir = tiny_model_dir if vocab == "trained" else tiny_qwen_vocab_dir
     config = sft_config(
-        model_dir, [dialogue_file, synth_dir / "train.jsonl"], tmp_path, train_ratios=[1.0, 0.25]
+        model_dir,
+        [dialogue_file, synth_dir / "train.jsonl"],
+        tmp_path,
+        train_ratios=[1.0, 0.25],
+        answer_box_tags=box_tags,
     )
     trainer = build_sft_trainer(config)
     rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
@@ -203,24 +207,34 @@ def test_loss_is_on_the_assistant_turns_only(
         )
         learnt = tokenizer.decode([t for t, label in zip(input_ids, labels, strict=True) if label != -100])
         answers = [
-            answer_text(turn.box, think=turn.cot, simple_reference=is_simple_reference(turn))
+            answer_text(
+                turn.box, think=turn.cot, simple_reference=is_simple_reference(turn), box_tags=box_tags
+            )
             for turn in conversations[row["id"]]
         ]
         assert learnt == "".join(f"{answer}<|im_end|>\n" for answer in answers)
+        assert ("<|box_start|>" in learnt) == box_tags
 
 
 # --- too long: dropped, counted, listed -----------------------------------------------------------
 
 
 def test_overlong_conversations_are_dropped_counted_and_listed(tiny_model_dir, synth_dir, tmp_path, caplog):
-    probe = build_sft_trainer(
-        sft_config(tiny_model_dir, [synth_dir / "train.jsonl"], tmp_path, max_length=None)
-    )
-    processor = probe.processing_class
-    conversations = load_training_conversations(probe.args)
-    lengths = {c[0].id: conversation_length(c, probe.args, processor) for c in conversations}
-    for row in probe.train_dataset:  # the count is exact: what the collator builds, image tokens included
-        assert len(probe.data_collator([row])["input_ids"][0]) == lengths[row["id"]]
+    for box_tags in (True, False):
+        probe = build_sft_trainer(
+            sft_config(
+                tiny_model_dir,
+                [synth_dir / "train.jsonl"],
+                tmp_path,
+                max_length=None,
+                answer_box_tags=box_tags,
+            )
+        )
+        processor = probe.processing_class
+        conversations = load_training_conversations(probe.args)
+        lengths = {c[0].id: conversation_length(c, probe.args, processor, box_tags) for c in conversations}
+        for row in probe.train_dataset:  # the count is exact: what the collator builds, image tokens included
+            assert len(probe.data_collator([row])["input_ids"][0]) == lengths[row["id"]]
 
     max_length = sorted(lengths.values())[len(lengths) // 2]
     too_long = {sample_id for sample_id, length in lengths.items() if length > max_length}

@@ -168,7 +168,9 @@ def target_resized_size(sample: GroundingSample, args: TrainingDataArguments) ->
     )
 
 
-def conversation_messages(turns: Conversation, args: TrainingDataArguments) -> list[dict[str, Any]]:
+def conversation_messages(
+    turns: Conversation, args: TrainingDataArguments, box_tags: bool = False
+) -> list[dict[str, Any]]:
     """The chat of a conversation: every image in the first user turn, then each question and answer.
 
     Each turn comes from the one prompt builder; later turns drop their image placeholders, since the
@@ -185,6 +187,7 @@ def conversation_messages(turns: Conversation, args: TrainingDataArguments) -> l
             coords=args.coords,
             size=size,
             with_answer=True,
+            box_tags=box_tags,
             min_pixels=args.min_pixels,
             max_pixels=args.max_pixels,
         )
@@ -194,8 +197,11 @@ def conversation_messages(turns: Conversation, args: TrainingDataArguments) -> l
     return messages
 
 
-def sft_dataset(conversations: Sequence[Conversation], args: TrainingDataArguments) -> datasets.Dataset:
-    """Rows for TRL's SFTTrainer: ``messages`` (the whole chat) and lazily decoded ``images``.
+def sft_dataset(
+    conversations: Sequence[Conversation], args: TrainingDataArguments, box_tags: bool = False
+) -> datasets.Dataset:
+    """Rows for TRL's SFTTrainer: ``messages`` (the whole chat, boxes in Qwen2-VL's tags inside
+    ``<answer>`` with `box_tags`) and lazily decoded ``images``.
 
     ``id`` (the first turn's), ``task``, ``source`` and ``num_turns`` come along for reports; TRL's
     collator reads only ``messages`` and ``images``.
@@ -218,7 +224,7 @@ def sft_dataset(conversations: Sequence[Conversation], args: TrainingDataArgumen
             "source": turns[0].source,
             "num_turns": len(turns),
             "images": list(turns[0].images),
-            "messages": conversation_messages(turns, args),
+            "messages": conversation_messages(turns, args, box_tags),
         }
         for turns in conversations
     ]
