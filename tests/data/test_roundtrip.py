@@ -16,7 +16,6 @@ from univg.data.convert import convert_file
 from univg.data.images import load_image
 from univg.data.prompts import (
     COT_SUFFIX,
-    REF_KEY,
     SIMPLE_REFERENCE_PREFIX,
     answer_text,
     box_from_model,
@@ -90,33 +89,22 @@ def test_chain_of_thought_goes_into_the_answer() -> None:
 
 
 @pytest.mark.parametrize(
-    ("style", "extra", "expected"),
+    ("style", "box_tags", "expected"),
     [
-        ("plain", {}, "<|box_start|>(100, 200), (300, 400)<|box_end|>"),
-        (
-            "plain",
-            {REF_KEY: "the 2nd red circle"},
-            "<|object_ref_start|>the 2nd red circle<|object_ref_end|><|box_start|>(100, 200), (300, 400)"
-            "<|box_end|>",
-        ),
-        ("univg", {REF_KEY: "the red circle"}, "<think>why</think><answer>(100, 200), (300, 400)</answer>"),
-        (
-            "univg-tags",
-            {REF_KEY: "the red circle"},
-            "<think>why</think><answer><|box_start|>(100, 200), (300, 400)<|box_end|></answer>",
-        ),
+        ("plain", False, "<|box_start|>(100, 200), (300, 400)<|box_end|>"),
+        ("univg", False, "<think>why</think><answer>(100, 200), (300, 400)</answer>"),
+        ("univg", True, "<think>why</think><answer><|box_start|>(100, 200), (300, 400)<|box_end|></answer>"),
     ],
 )
-def test_answers_in_each_style_and_form(style: str, extra: dict, expected: str) -> None:
-    """Plain answers repeat the referring expression; `box_tags` wraps the UniVG answer's box in Qwen's tags."""
+def test_answers_in_each_style_and_form(style: str, box_tags: bool, expected: str) -> None:
+    """`box_tags` wraps the UniVG answer's box in Qwen's tags and keeps the paper's format reward."""
     sample = GroundingSample(
-        "1", "locate", "synthetic", ["a.png", "b.png"], "q", 1, (0.1, 0.2, 0.3, 0.4), cot="why", extra=extra
+        "1", "locate", "synthetic", ["a.png", "b.png"], "q", 1, (0.1, 0.2, 0.3, 0.4), cot="why"
     )
-    box_tags = style.endswith("-tags")
-    text = sample_messages(sample, style=style.removesuffix("-tags"), with_answer=True, box_tags=box_tags)
-    assert text[1]["content"][0]["text"] == expected
-    # the digits of a repeated expression are never read as the box; tags keep the paper's format reward
-    answer = text[1]["content"][0]["text"]
+    answer = sample_messages(sample, style=style, with_answer=True, box_tags=box_tags)[1]["content"][0][
+        "text"
+    ]
+    assert answer == expected
     assert extract_box(answer, "first") == (100, 200, 300, 400)
     assert extract_box(answer, "strict") == (None if style == "plain" else (100, 200, 300, 400))
 

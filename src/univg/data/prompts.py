@@ -31,12 +31,7 @@ class PromptStyle(str, Enum):
     """How the question is posed and the answer written."""
 
     UNIVG = "univg"  # UniVG-R1: CoT suffix, answer as <think>...</think><answer>BOX</answer>
-    PLAIN = "plain"  # Qwen2-VL plain grounding: the question alone, answer as a box (after the ref)
-
-
-# `GroundingSample.extra` key: the referring expression the question names ("the red circle"), which
-# Qwen2-VL's grounding answer repeats before the box.
-REF_KEY = "ref"
+    PLAIN = "plain"  # Qwen2-VL plain grounding: the question alone, answer as a bare box
 
 
 def is_simple_reference(sample: GroundingSample) -> bool:
@@ -96,22 +91,18 @@ def answer_text(
     think: str | None = None,
     style: PromptStyle | str = PromptStyle.UNIVG,
     simple_reference: bool = False,
-    ref: str | None = None,
     box_tags: bool = False,
 ) -> str:
     """The target response for a canonical box.
 
     UniVG style: ``<think>...</think><answer>BOX</answer>``; simple-reference items without a chain
-    keep the answer tag only; `box_tags` writes the box inside the answer in Qwen2-VL's own tags, which
-    a Qwen2-VL's grounding is keyed to. Plain style: Qwen2-VL's ``<|box_start|>BOX<|box_end|>``, after
-    ``<|object_ref_start|>REF<|object_ref_end|>`` when the question names a referring expression `ref`,
-    as Qwen2-VL answers referring questions (it repeats what it was asked to find, then boxes it).
+    keep the answer tag only; `box_tags` writes the box inside the answer in Qwen2-VL's own tags, the
+    form a Qwen2-VL's grounding is keyed to. Plain style: Qwen2-VL's ``<|box_start|>BOX<|box_end|>``.
     """
     written = format_box(box, coords, size)
     tagged = f"<|box_start|>{written}<|box_end|>"
     if PromptStyle(style) is PromptStyle.PLAIN:
-        named = f"<|object_ref_start|>{ref}<|object_ref_end|>" if ref else ""
-        return f"{named}{tagged}"
+        return tagged
     if box_tags:
         written = tagged
     if think is None and simple_reference:
@@ -175,7 +166,6 @@ def sample_messages(
             think=sample.cot,
             style=style,
             simple_reference=simple,
-            ref=sample.extra.get(REF_KEY),
             box_tags=box_tags,
         )
     return build_messages(

@@ -3,9 +3,8 @@
 The paper starts from Qwen2-VL, which already grounds simple references. No checkpoint can be
 downloaded here and a random model shows nothing for thousands of steps (shared/notes/learnability.md),
 so `univg demo pretrain-base` plays Qwen2-VL's pretraining: single-image referring and "locate X in
-image k" only, with Qwen2-VL's own answers (the expression repeated, then its box: the base learns to
-copy what it was asked for, the first step of every stage-1 chain), through the project's own stage-1
-trainer. The result ships in the package (`univg/assets/demo_base`) with a card saying how to rebuild it.
+image k" only, with plain Qwen2-VL answers, through the project's own stage-1 trainer. The result ships
+in the package (`univg/assets/demo_base`) with a card saying how to rebuild it.
 """
 
 from __future__ import annotations
@@ -314,8 +313,7 @@ def render_card(config: PretrainConfig, result: PretrainResult) -> str:
         f"- data: `univg data synth`, {config.n_train} training and {config.n_eval} held-out samples per "
         f"phase, seed {config.seed}, 112 px images (16 image tokens each)",
         "- vocabulary: `grounding` (every word of the synthetic world one token, digits one token each)",
-        "- format: Qwen2-VL's grounding answers, `<|object_ref_start|>the red circle<|object_ref_end|>"
-        "<|box_start|>(x1, y1), (x2, y2)<|box_end|>` (0..1000); the",
+        "- format: plain Qwen2-VL answers `<|box_start|>(x1, y1), (x2, y2)<|box_end|>` (0..1000); the",
         "  `<think>`/`<answer>` format is left to stage 1 (CoT-SFT), as for Qwen2-VL",
         f"- training: the stage-1 trainer with recipe `univg/assets/recipes/demo_pretrain.yaml`, "
         f"{result.steps} steps of {config.batch_size}, lr 1e-3 constant after 50 warm-up steps, seed "

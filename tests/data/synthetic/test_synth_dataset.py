@@ -16,7 +16,7 @@ from PIL import Image
 from univg.cli.main import main
 from univg.core.boxes import iou, to_normalized
 from univg.core.parsing import extract_box, extract_target_image, image_references
-from univg.data.prompts import REF_KEY, answer_text
+from univg.data.prompts import answer_text
 from univg.data.schema import read_jsonl
 from univg.data.synthetic import (
     DEFAULT_TASKS,
@@ -125,21 +125,6 @@ def test_teacher_chains_are_short_and_lead_to_the_right_box(world):
         assert sample.cot.rstrip(".").endswith(where(sample.box))
         # The last image a chain names is the target image (region and referring name none).
         assert extract_target_image(sample.cot) in (None, sample.target_image)
-
-
-NAMED_IN_THE_QUESTION = {"referring", "locate", "group_grounding"}
-
-
-def test_samples_whose_question_names_the_target_carry_that_expression(world):
-    samples = load(world, "train") + load(world, "eval")
-    assert NAMED_IN_THE_QUESTION <= {s.task for s in samples}
-    for sample in samples:
-        ref = sample.extra.get(REF_KEY)
-        assert (ref is not None) == (sample.task in NAMED_IN_THE_QUESTION), sample.id
-        if ref is not None:
-            assert ref in sample.question
-            target = sample.extra["target"]
-            assert target["colour"] in ref and target["shape"] in ref
 
 
 def test_wrong_chains_are_wrong(world):

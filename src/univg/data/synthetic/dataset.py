@@ -19,7 +19,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from univg.data.prompts import REF_KEY
 from univg.data.schema import GroundingSample, write_jsonl
 from univg.data.synthetic.difficulty import DIFFICULTIES, pick_level
 from univg.data.synthetic.preview import contact_sheet
@@ -106,8 +105,6 @@ def synthesize(config: SynthConfig, split: str, index: int, attempt: int = 0) ->
     }
     if problem.variant:
         extra["variant"] = problem.variant
-    if problem.phrase in rendered.question:
-        extra[REF_KEY] = problem.phrase  # referring, locate, group_grounding: the question names it
     if config.wrong_chains:
         wrong = wrong_chains(problem, rendered, rng, config.wrong_chains)
         extra["wrong_chains"] = [w.to_json() for w in wrong]
