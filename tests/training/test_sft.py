@@ -232,7 +232,7 @@ def test_overlong_conversations_are_dropped_counted_and_listed(tiny_model_dir, s
         )
         processor = probe.processing_class
         conversations = load_training_conversations(probe.args)
-        lengths = {c[0].id: conversation_length(c, probe.args, processor, box_tags) for c in conversations}
+        lengths = {c[0].id: conversation_length(c, probe.args, processor) for c in conversations}
         for row in probe.train_dataset:  # the count is exact: what the collator builds, image tokens included
             assert len(probe.data_collator([row])["input_ids"][0]) == lengths[row["id"]]
 

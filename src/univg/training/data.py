@@ -51,6 +51,13 @@ class TrainingDataArguments:
     coords: str = field(
         default=CoordSystem.QWEN2VL.value, metadata={"help": "how the model writes boxes: qwen2vl or pixels"}
     )
+    answer_box_tags: bool = field(
+        default=False,
+        metadata={
+            "help": "SFT answers: the box inside <answer> in Qwen2-VL's <|box_start|>...<|box_end|> tags, the "
+            "form a Qwen2-VL already grounds in (the paper's format has none; GRPO writes no answers)"
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "cap after mixing (for smoke runs)"}
     )
@@ -168,9 +175,7 @@ def target_resized_size(sample: GroundingSample, args: TrainingDataArguments) ->
     )
 
 
-def conversation_messages(
-    turns: Conversation, args: TrainingDataArguments, box_tags: bool = False
-) -> list[dict[str, Any]]:
+def conversation_messages(turns: Conversation, args: TrainingDataArguments) -> list[dict[str, Any]]:
     """The chat of a conversation: every image in the first user turn, then each question and answer.
 
     Each turn comes from the one prompt builder; later turns drop their image placeholders, since the
@@ -187,7 +192,7 @@ def conversation_messages(
             coords=args.coords,
             size=size,
             with_answer=True,
-            box_tags=box_tags,
+            box_tags=args.answer_box_tags,
             min_pixels=args.min_pixels,
             max_pixels=args.max_pixels,
         )
@@ -197,11 +202,8 @@ def conversation_messages(
     return messages
 
 
-def sft_dataset(
-    conversations: Sequence[Conversation], args: TrainingDataArguments, box_tags: bool = False
-) -> datasets.Dataset:
-    """Rows for TRL's SFTTrainer: ``messages`` (the whole chat, boxes in Qwen2-VL's tags inside
-    ``<answer>`` with `box_tags`) and lazily decoded ``images``.
+def sft_dataset(conversations: Sequence[Conversation], args: TrainingDataArguments) -> datasets.Dataset:
+    """Rows for TRL's SFTTrainer: ``messages`` (the whole chat) and lazily decoded ``images``.
 
     ``id`` (the first turn's), ``task``, ``source`` and ``num_turns`` come along for reports; TRL's
     collator reads only ``messages`` and ``images``.
@@ -224,7 +226,7 @@ def sft_dataset(
             "source": turns[0].source,
             "num_turns": len(turns),
             "images": list(turns[0].images),
-            "messages": conversation_messages(turns, args, box_tags),
+            "messages": conversation_messages(turns, args),
         }
         for turns in conversations
     ]

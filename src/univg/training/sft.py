@@ -62,13 +62,6 @@ class UniVGSFTConfig(TrainingDataArguments, SFTConfig):
     attn_implementation: str | None = field(
         default=None, metadata={"help": "attention kernel: sdpa, flash_attention_2 or eager (default: sdpa)"}
     )
-    answer_box_tags: bool = field(
-        default=False,
-        metadata={
-            "help": "write the target box inside <answer> in Qwen2-VL's <|box_start|>...<|box_end|> tags, the "
-            "form a Qwen2-VL already grounds in (the paper's format has none)"
-        },
-    )
     freeze_vision_tower: bool = field(default=True, metadata={"help": "do not train the vision encoder"})
     freeze_merger: bool = field(
         default=True, metadata={"help": "do not train the merger that projects vision tokens into the LLM"}
@@ -142,15 +135,13 @@ class DroppedConversation:
     num_tokens: int
 
 
-def conversation_length(
-    turns: Conversation, args: TrainingDataArguments, processor: Any, box_tags: bool = False
-) -> int:
+def conversation_length(turns: Conversation, args: TrainingDataArguments, processor: Any) -> int:
     """Tokens of a conversation exactly as TRL's collator builds it, read from image headers only.
 
     The chat template writes one `<|image_pad|>` per image (one token); the processor expands it to
     the merged patch count of the resized image, which depends on the image size alone.
     """
-    text = processor.apply_chat_template(conversation_messages(turns, args, box_tags), tokenize=False)
+    text = processor.apply_chat_template(conversation_messages(turns, args), tokenize=False)
     tokens = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
     image_processor = processor.image_processor
     for path in turns[0].images:
@@ -165,7 +156,6 @@ def drop_overlong(
     args: TrainingDataArguments,
     processor: Any,
     max_length: int | None,
-    box_tags: bool = False,
 ) -> tuple[list[Conversation], list[DroppedConversation]]:
     """The conversations that fit in `max_length` tokens, and the ones that do not (never truncated)."""
     if max_length is None:
@@ -173,7 +163,7 @@ def drop_overlong(
     kept: list[Conversation] = []
     dropped: list[DroppedConversation] = []
     for turns in conversations:
-        length = conversation_length(turns, args, processor, box_tags)
+        length = conversation_length(turns, args, processor)
         if length > max_length:
             dropped.append(DroppedConversation(turns[0].id, length))
         else:
@@ -240,9 +230,7 @@ def build_sft_trainer(config: UniVGSFTConfig) -> UniVGSFTTrainer:
             f"coords={config.coords!r} but {config.model_name_or_path} writes {loaded.coords.value} boxes"
         )
     conversations = load_training_conversations(config, multi_turn=config.multi_turn)
-    kept, dropped = drop_overlong(
-        conversations, config, loaded.processor, config.max_length, config.answer_box_tags
-    )
+    kept, dropped = drop_overlong(conversations, config, loaded.processor, config.max_length)
     if not kept:
         raise ValueError(
             f"all {len(conversations)} conversations are longer than max_length={config.max_length}"
@@ -271,7 +259,7 @@ def build_sft_trainer(config: UniVGSFTConfig) -> UniVGSFTTrainer:
     return UniVGSFTTrainer(
         model=loaded.model,
         args=config,
-        train_dataset=sft_dataset(kept, config, config.answer_box_tags),
+        train_dataset=sft_dataset(kept, config),
         processing_class=loaded.processor,
         peft_config=peft_config,
         callbacks=[DroppedReport(dropped, len(conversations), config.max_length)],
