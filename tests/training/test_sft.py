@@ -219,23 +219,24 @@ def test_loss_is_on_the_assistant_turns_only(
 # --- too long: dropped, counted, listed -----------------------------------------------------------
 
 
-def test_overlong_conversations_are_dropped_counted_and_listed(tiny_model_dir, synth_dir, tmp_path, caplog):
-    for box_tags in (True, False):
-        probe = build_sft_trainer(
-            sft_config(
-                tiny_model_dir,
-                [synth_dir / "train.jsonl"],
-                tmp_path,
-                max_length=None,
-                answer_box_tags=box_tags,
-            )
-        )
-        processor = probe.processing_class
-        conversations = load_training_conversations(probe.args)
-        lengths = {c[0].id: conversation_length(c, probe.args, processor) for c in conversations}
-        for row in probe.train_dataset:  # the count is exact: what the collator builds, image tokens included
-            assert len(probe.data_collator([row])["input_ids"][0]) == lengths[row["id"]]
+def checked_lengths(model_dir: Path, synth_dir: Path, out: Path, *, box_tags: bool) -> dict[str, int]:
+    """Each conversation's counted token length, asserted equal to what the collator builds."""
+    probe = build_sft_trainer(
+        sft_config(model_dir, [synth_dir / "train.jsonl"], out, max_length=None, answer_box_tags=box_tags)
+    )
+    conversations = load_training_conversations(probe.args)
+    lengths = {c[0].id: conversation_length(c, probe.args, probe.processing_class) for c in conversations}
+    for row in probe.train_dataset:  # the count is exact: what the collator builds, image tokens included
+        assert len(probe.data_collator([row])["input_ids"][0]) == lengths[row["id"]]
+    return lengths
 
+
+def test_the_length_count_holds_for_answers_in_box_tags(tiny_model_dir, synth_dir, tmp_path):
+    assert checked_lengths(tiny_model_dir, synth_dir, tmp_path, box_tags=True)
+
+
+def test_overlong_conversations_are_dropped_counted_and_listed(tiny_model_dir, synth_dir, tmp_path, caplog):
+    lengths = checked_lengths(tiny_model_dir, synth_dir, tmp_path, box_tags=False)
     max_length = sorted(lengths.values())[len(lengths) // 2]
     too_long = {sample_id for sample_id, length in lengths.items() if length > max_length}
     assert 0 < len(too_long) < len(lengths)
