@@ -8,6 +8,7 @@ from univg.core.parsing import (
     extract_boxes,
     extract_target_image,
     image_references,
+    is_loose_format,
     is_strict_format,
 )
 
@@ -43,15 +44,17 @@ CASES = [
         (300, 400, 10, 20),
         (300, 400, 10, 20),
     ),
+    # looser than the paper's format: strict rejects them, the format_loose reward accepts them
+    ("<think>a</think><answer>[10, 20, 300, 400]</answer>", None, (10, 20, 300, 400), (10, 20, 300, 400)),
     (
-        "<think>a</think><answer>[10, 20, 300, 400]</answer>",
-        (10, 20, 300, 400),
+        "<think>a</think><answer><|box_start|>(10,20),(300,400)<|box_end|></answer>",
+        None,
         (10, 20, 300, 400),
         (10, 20, 300, 400),
     ),
     (
-        "<think>a</think><answer><|box_start|>(10,20),(300,400)<|box_end|></answer>",
-        (10, 20, 300, 400),
+        "<think>a</think><answer>the box (10, 20), (300, 400)</answer>",
+        None,
         (10, 20, 300, 400),
         (10, 20, 300, 400),
     ),
@@ -74,12 +77,20 @@ CASES = [
 ]
 
 
+LOOSE_ONLY = {
+    "<think>a</think><answer>[10, 20, 300, 400]</answer>",
+    "<think>a</think><answer><|box_start|>(10,20),(300,400)<|box_end|></answer>",
+    "<think>a</think><answer>the box (10, 20), (300, 400)</answer>",
+}
+
+
 @pytest.mark.parametrize(("text", "strict", "answer", "first"), CASES)
 def test_extract_box_modes(text, strict, answer, first):
     assert extract_box(text, "strict") == strict
     assert extract_box(text, "answer") == answer
     assert extract_box(text, "first") == first
     assert is_strict_format(text) == (strict is not None)
+    assert is_loose_format(text) == (strict is not None or text in LOOSE_ONLY)
 
 
 def test_default_mode_is_answer():

@@ -5,6 +5,7 @@ from univg.core.rewards import (
     accuracy_reward,
     box_iou,
     completion_text,
+    format_loose_reward,
     format_reward,
     read_box,
 )
@@ -62,7 +63,22 @@ def test_completion_text_of_odd_shapes():
 
 
 def test_registry_names():
-    assert REWARD_FUNCTIONS == {"accuracy": accuracy_reward, "format": format_reward}
+    assert REWARD_FUNCTIONS == {
+        "accuracy": accuracy_reward,
+        "format": format_reward,
+        "format_loose": format_loose_reward,
+    }
+
+
+def test_format_rewards_strict_is_the_papers_loose_also_takes_tags_and_lists():
+    completions = [
+        EXACT,
+        "<think>ok</think><answer><|box_start|>(100,200),(500,600)<|box_end|></answer>",
+        "<think>ok</think><answer>[100, 200, 500, 600]</answer>",
+        NO_FORMAT,
+    ]
+    assert format_reward(completions) == [1.0, 0.0, 0.0, 0.0]
+    assert format_loose_reward(completions) == [1.0, 1.0, 1.0, 0.0]
 
 
 def test_read_box_converts_to_canonical_or_gives_none():

@@ -7,8 +7,8 @@ The same six answers go to every benchmark (the ground truth is (100,100),(500,5
     1  strict, box shifted by half its width                IoU 1/3 in every mode
     2  <answer> only, exact box                             strict 0, answer 1, first 1
     4  box only inside <think>, IoU 0.6                     strict 0, answer 0, first 0.6
-    5  strict, wrong box in <think>, exact box in <answer>
-       that names the wrong image                           strict 1, answer 1, first 0; image check 0
+    5  strict, wrong box and the wrong image named in
+       <think>, exact box in <answer>                       strict 1, answer 1, first 0; image check 0
     6  no prediction                                        0 everywhere
 """
 
@@ -31,7 +31,7 @@ RESPONSES = {
     2: "<answer>(100,100),(500,500)</answer>",
     3: "<think>x</think><answer>(100,100),(500,500)</answer>",
     4: "<think>Maybe (100,100),(500,340).</think> I am not sure.",
-    5: "<think>Not (600,600),(900,900).</think><answer>In the {wrong} image: (100,100),(500,500)</answer>",
+    5: "<think>Not (600,600),(900,900); in the {wrong} image.</think><answer>(100,100),(500,500)</answer>",
 }
 
 # (acc@0.3, acc@0.5, acc@0.7, miou) of the six scored samples, by hand from the IoUs above.
@@ -59,8 +59,8 @@ CASES = {
 }
 # MIG-Bench's diff pairs (records 7, 8): either image is right, so naming either passes the check.
 DIFF_RESPONSES = {
-    7: "<think>x</think><answer>In the first image: (100,100),(500,500)</answer>",
-    8: "<think>x</think><answer>In the second image: (100,100),(500,500)</answer>",
+    7: "<think>In the first image.</think><answer>(100,100),(500,500)</answer>",
+    8: "<think>In the second image.</think><answer>(100,100),(500,500)</answer>",
 }
 
 

@@ -77,19 +77,24 @@ def build_trainer(
 
 
 def check_weights_on_one_batch(trainer: DifficultyAwareGRPOTrainer) -> dict[str, Any]:
-    """Generate and score one generation batch; assert our advantages == TRL's * phi(group mean)."""
+    """Generate and score one generation batch; assert our advantages == group-normalised rewards * phi
+    (group mean), and that the completions table logs the weighted advantages that are trained on."""
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.model.train()
     output = trainer._generate_and_score_completions(batch)
     gathered_rewards = torch.tensor(trainer._logs["rewards"]["planted_reward"])
-    stock_advantages = torch.tensor(trainer._logs["advantages"])
-    group_means = gathered_rewards.view(-1, NUM_GENERATIONS).mean(dim=1)
+    grouped = gathered_rewards.view(-1, NUM_GENERATIONS)
+    group_means = grouped.mean(dim=1)
+    stock_advantages = ((grouped - group_means[:, None]) / (grouped.std(dim=1)[:, None] + 1e-4)).flatten()
     expected_all = stock_advantages * torch.tensor(
         [weight(m, trainer.args.difficulty_weighting) for m in group_means.tolist()]
     ).repeat_interleave(NUM_GENERATIONS)
     start = trainer.accelerator.process_index * len(batch)
     expected_local = expected_all[start : start + len(batch)]
     torch.testing.assert_close(output["advantages"], expected_local, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor(list(trainer._logs["advantages"])), expected_all, rtol=1e-5, atol=1e-6
+    )
     logged = {name: values[-1] for name, values in trainer._metrics["train"].items()}
     shares = logged["difficulty/easy"] + logged["difficulty/medium"] + logged["difficulty/hard"]
     assert math.isclose(shares, 1.0, abs_tol=1e-9), shares

@@ -14,6 +14,8 @@ from univg.training.config import parse_config
 from univg.training.grpo import (
     DifficultyAwareGRPOTrainer,
     UniVGGRPOConfig,
+    objective_departures,
+    objective_summary,
     resolve_reward,
 )
 
@@ -64,19 +66,6 @@ def test_no_weighting_reproduces_stock_trl_loss(tiny_varied_model_dir, synth_dir
     torch.testing.assert_close(ours_inputs["advantages"], stock_inputs["advantages"])
     assert abs(ours_loss) > 1e-4  # half a group and a moved policy: a loss that can tell them apart
     assert ours_loss == pytest.approx(stock_loss, rel=1e-6)
-
-
-def test_weighting_changes_the_loss(tiny_varied_model_dir, synth_dir, tmp_path):
-    losses = {}
-    for weighting in ("none", "exp"):
-        trainer = build_trainer(tiny_varied_model_dir, synth_dir, tmp_path / weighting, weighting=weighting)
-        batch = next(iter(trainer.get_train_dataloader()))
-        trainer.model.train()
-        trainer.current_gradient_accumulation_steps = 1
-        torch.manual_seed(7)
-        inputs = trainer._generate_and_score_completions(batch)
-        losses[weighting] = trainer.compute_loss(trainer.model, inputs).item()
-    assert losses["exp"] != pytest.approx(losses["none"])
 
 
 def test_training_logs_difficulty_metrics_every_step(tiny_varied_model_dir, synth_dir, tmp_path):
@@ -146,8 +135,60 @@ def test_config_from_yaml_recipe_with_overrides(tmp_path):
     assert config.learning_rate == 1e-6 and config.num_generations == 8
     with pytest.raises(ValueError, match="difficulty_weighting must be one of"):
         UniVGGRPOConfig(output_dir=str(tmp_path), use_cpu=True, difficulty_weighting="cubic")
-    with pytest.raises(ValueError, match="policy term only"):
+    with pytest.raises(ValueError, match="loss_type must be one of"):
         UniVGGRPOConfig(output_dir=str(tmp_path), use_cpu=True, loss_type="vespo")
+
+
+def test_defaults_are_the_papers_objective(tmp_path):
+    config = UniVGGRPOConfig(output_dir=str(tmp_path), use_cpu=True)
+    assert (config.loss_type, config.beta, config.use_bias_correction_kl) == ("grpo", 0.04, False)
+    assert (config.scale_rewards, config.multi_objective_aggregation) == ("group", "sum_then_normalize")
+    assert config.max_completion_length == 256 and config.num_generations == 8
+    assert config.dtype == "float32" and config.freeze_vision_tower and config.freeze_merger
+    assert not config.freeze_llm and not config.use_peft
+    assert (config.reward_funcs, config.difficulty_reward) == (["accuracy", "format"], "accuracy")
+    assert objective_departures(config) == []
+    assert objective_summary(config).endswith("departures from the paper: none")
+
+
+DEPARTURES = [
+    ({"loss_type": "dapo"}, "loss_type dapo"),
+    ({"use_bias_correction_kl": True}, "use_bias_correction_kl"),
+    ({"beta": 0.0}, "no KL term"),
+    ({"scale_rewards": "batch"}, "scale_rewards batch"),
+    ({"scale_rewards": "none"}, "scale_rewards none"),
+    ({"multi_objective_aggregation": "normalize_then_sum"}, "multi_objective_aggregation"),
+    ({"reward_funcs": ["accuracy", "format_loose"]}, "rewards"),
+    ({"reward_weights": [1.0, 0.5]}, "reward_weights"),
+    ({"difficulty_reward": "format"}, "phi reads the format reward"),
+    ({"difficulty_weighting": "power"}, "difficulty_weighting power"),
+    ({"dtype": "bfloat16"}, "dtype bfloat16"),
+    ({"dtype": "auto"}, "dtype auto"),
+    ({"freeze_vision_tower": False}, "frozen parts"),
+    ({"freeze_llm": True, "freeze_vision_tower": False}, "frozen parts"),
+    ({"use_peft": True}, "LoRA"),
+    ({"num_iterations": 2}, "num_iterations 2"),
+    ({"mask_truncated_completions": True}, "mask_truncated_completions"),
+    ({"top_entropy_quantile": 0.2}, "top_entropy_quantile"),
+]
+
+
+@pytest.mark.parametrize(("override", "phrase"), DEPARTURES)
+def test_every_departure_is_named_and_refused_under_paper_objective(tmp_path, override, phrase):
+    config = UniVGGRPOConfig(output_dir=str(tmp_path), use_cpu=True, **override)
+    departures = objective_departures(config)
+    assert len(departures) == 1 and phrase in departures[0]
+    assert phrase in objective_summary(config)
+    with pytest.raises(ValueError, match="--paper_objective false"):
+        UniVGGRPOConfig(output_dir=str(tmp_path), use_cpu=True, paper_objective=True, **override)
+
+
+@pytest.mark.parametrize("weighting", ["none", "exp", "log", "square"])
+def test_the_papers_phis_are_not_departures(tmp_path, weighting):
+    config = UniVGGRPOConfig(
+        output_dir=str(tmp_path), use_cpu=True, difficulty_weighting=weighting, paper_objective=True
+    )
+    assert objective_departures(config) == []
 
 
 def test_reward_resolution():

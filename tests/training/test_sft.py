@@ -21,6 +21,7 @@ from univg.data.schema import GroundingSample, read_jsonl, write_jsonl
 from univg.models.loading import load_model_and_processor
 from univg.training.config import parse_config
 from univg.training.data import conversation_messages, group_turns, load_training_conversations
+from univg.training.model_config import model_part
 from univg.training.runner import run_trainer
 from univg.training.sft import (
     DROPPED_FILE,
@@ -28,7 +29,6 @@ from univg.training.sft import (
     UniVGSFTConfig,
     build_sft_trainer,
     conversation_length,
-    model_part,
     train_sft,
 )
 

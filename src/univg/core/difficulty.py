@@ -16,9 +16,10 @@ WEIGHT_KINDS: tuple[WeightKind, ...] = ("none", "exp", "log", "square", "power")
 Bucket = Literal["easy", "medium", "hard"]
 BUCKETS: tuple[Bucket, ...] = ("easy", "medium", "hard")
 
-# -log(m) is infinite at m = 0; groups that score 0 everywhere have zero advantage anyway, so a floor
-# only has to keep the weight finite. With 0.01 the largest weight is -log(0.01) ~= 4.6.
-LOG_FLOOR = 0.01
+# -log(m) is infinite at m = 0. The floor gives a group with no overlap the weight the official code
+# gives it (-log(0.02 + 0) ~= 3.9); unlike the official -log(0.02 + m), which turns negative above
+# m = 0.98 and would flip the policy term of near-perfect groups, -log(max(m, 0.02)) stays >= 0.
+LOG_FLOOR = 0.02
 EASY_ABOVE = 0.7
 HARD_BELOW = 0.3
 

@@ -4,8 +4,10 @@ One parser for the whole project: the accuracy reward, the format reward, the ev
 predictor and the server all call `extract_box`, so a reward and a benchmark score cannot disagree.
 
 Modes of `extract_box`:
-- ``"strict"``: the whole response must be ``<think>...</think><answer>BOX</answer>`` (whitespace
-  tolerant) and the answer must hold exactly one box. This is the paper's format reward.
+- ``"strict"``: the whole response must be the paper's ``<think>...</think><answer>(x1, y1), (x2, y2)
+  </answer>`` (whitespace tolerant): the answer holds that one box and nothing else. This is the
+  paper's format reward. `is_loose_format` also accepts ``[x1, y1, x2, y2]``, Qwen's box tags and words
+  around the box (the `format_loose` reward, a named departure).
 - ``"answer"``: the first box inside the first ``<answer>...</answer>``.
 - ``"first"``: the first box anywhere in the text, as the official UniVG-R1 evaluation does (it will
   happily read a box that only appears inside ``<think>``).
@@ -33,6 +35,7 @@ _LIST_BOX = rf"\[\s*({_NUM}){_SEP}({_NUM}){_SEP}({_NUM}){_SEP}({_NUM})\s*\]"
 _BOX_RE = re.compile(rf"{_PAIR_BOX}|{_LIST_BOX}")
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _STRICT_RE = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
+_PAPER_ANSWER_RE = re.compile(rf"\s*{_PAIR_BOX}\s*")
 _BOX_TAGS_RE = re.compile(r"<\|box_start\|>|<\|box_end\|>|<\|object_ref_start\|>.*?<\|object_ref_end\|>")
 
 
@@ -48,18 +51,33 @@ def extract_boxes(text: str) -> list[BoxTuple]:
     return found
 
 
-def is_strict_format(text: str) -> bool:
-    """True when the whole response is ``<think>...</think><answer>ONE BOX</answer>``."""
+def _think_and_answer(text: str) -> tuple[str, str] | None:
+    """(reasoning, answer) of a response that is exactly one think block and one answer block."""
     if not isinstance(text, str) or len(text) > MAX_SCAN_CHARS:
-        return False
+        return None
     match = _STRICT_RE.fullmatch(text)
     if match is None:
-        return False
+        return None
     think, answer = match.groups()
     if "<think>" in think or "<answer>" in think or "<answer>" in answer:
+        return None
+    return think, answer
+
+
+def is_strict_format(text: str) -> bool:
+    """True when the whole response is ``<think>...</think><answer>(x1, y1), (x2, y2)</answer>``."""
+    parts = _think_and_answer(text)
+    return parts is not None and _PAPER_ANSWER_RE.fullmatch(parts[1]) is not None
+
+
+def is_loose_format(text: str) -> bool:
+    """Like `is_strict_format`, but the one box may be ``[x1, y1, x2, y2]``, inside Qwen's box tags, or
+    among words without other numbers."""
+    parts = _think_and_answer(text)
+    if parts is None:
         return False
-    boxes = extract_boxes(answer)
-    if len(boxes) != 1:
+    answer = parts[1]
+    if len(extract_boxes(answer)) != 1:
         return False
     leftover = _BOX_RE.sub("", _BOX_TAGS_RE.sub(" ", answer))
     return not any(ch.isdigit() for ch in leftover)

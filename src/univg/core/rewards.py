@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from univg.core.boxes import CoordSystem, iou, to_normalized
-from univg.core.parsing import ParseMode, extract_box, is_strict_format
+from univg.core.parsing import ParseMode, extract_box, is_loose_format, is_strict_format
 
 
 def completion_text(completion: Any) -> str:
@@ -99,8 +99,13 @@ def accuracy_reward(
 
 
 def format_reward(completions: Sequence[Any], **_: Any) -> list[float]:
-    """1.0 when the whole response is ``<think>...</think><answer>BOX</answer>``, else 0.0."""
+    """1.0 when the whole response is ``<think>...</think><answer>(x1, y1), (x2, y2)</answer>``, else 0.0."""
     return [1.0 if is_strict_format(completion_text(c)) else 0.0 for c in completions]
 
 
-REWARD_FUNCTIONS = {"accuracy": accuracy_reward, "format": format_reward}
+def format_loose_reward(completions: Sequence[Any], **_: Any) -> list[float]:
+    """The format reward that also accepts ``[x1, y1, x2, y2]``, box tags and words around the box."""
+    return [1.0 if is_loose_format(completion_text(c)) else 0.0 for c in completions]
+
+
+REWARD_FUNCTIONS = {"accuracy": accuracy_reward, "format": format_reward, "format_loose": format_loose_reward}

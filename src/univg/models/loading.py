@@ -132,6 +132,7 @@ def load_model_and_processor(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     revision: str | None = None,
     local_files_only: bool = False,
+    quantization_config: Any = None,
 ) -> LoadedModel:
     """Load a Qwen2-VL / Qwen2.5-VL checkpoint in eval mode, with its processor and coordinate system.
 
@@ -139,6 +140,7 @@ def load_model_and_processor(
     adapter_config.json names its base) or a hub id. `adapter` adds a LoRA adapter on top; with
     `merge_adapter` it is folded into the weights, which makes generation as fast as the base model.
     `min_pixels` / `max_pixels` set the processor's image budget (the paper trains at 401,408).
+    `quantization_config` (a transformers BitsAndBytesConfig) loads the weights quantized, for QLoRA.
     """
     name = str(path_or_hub_id)
     hub_kwargs: dict[str, Any] = {"local_files_only": local_files_only}
@@ -164,6 +166,7 @@ def load_model_and_processor(
         dtype=_resolve_dtype(dtype),
         device_map=device_map,
         attn_implementation=attn_implementation,
+        **({"quantization_config": quantization_config} if quantization_config is not None else {}),
         **hub_kwargs,
     )
     processor_source = base

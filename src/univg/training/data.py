@@ -55,7 +55,8 @@ class TrainingDataArguments:
         default=False,
         metadata={
             "help": "SFT answers: the box inside <answer> in Qwen2-VL's <|box_start|>...<|box_end|> tags, the "
-            "form a Qwen2-VL already grounds in (the paper's format has none; GRPO writes no answers)"
+            "form a Qwen2-VL already grounds in; a departure from the paper's format, which only the "
+            "format_loose reward accepts (GRPO writes no answers)"
         },
     )
     max_train_samples: int | None = field(

@@ -22,7 +22,8 @@ class GroupDifficulty:
     weights: torch.Tensor  # (num_completions,), phi of the completion's group mIoU
     group_mious: torch.Tensor  # (num_groups,)
     bucket_shares: dict[str, float]  # share of groups that are easy / medium / hard; sums to 1
-    zero_variance_share: float  # groups whose accuracy rewards are all equal: they teach nothing
+    # groups whose accuracy rewards are all equal: only the format reward (if it varies) moves them
+    zero_variance_share: float
 
 
 def group_difficulty(

@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from trl import SFTConfig, SFTTrainer
 
 from univg.core.boxes import CoordSystem
 from univg.data.images import probe_image
-from univg.models.loading import load_model_and_processor
 from univg.training.data import (
     Conversation,
     TrainingDataArguments,
@@ -35,51 +33,19 @@ from univg.training.data import (
     load_training_conversations,
     sft_dataset,
 )
+from univg.training.model_config import UniVGModelConfig, load_training_model
 from univg.training.runner import ExactResumeMixin, TrainResult, run_trainer
 
 logger = logging.getLogger(__name__)
 
-PARTS = ("vision_tower", "merger", "llm")
-# Qwen2-VL and Qwen2.5-VL keep the ViT in `model.visual` and its patch merger in `model.visual.merger`.
-_MERGER_PREFIX = "model.visual.merger."
-_VISION_PREFIX = "model.visual."
 DROPPED_FILE = "dropped_too_long.json"
 _LOGGED_IDS = 20
 
 
 @dataclass
-class UniVGSFTConfig(TrainingDataArguments, SFTConfig):
-    """TRL's SFTConfig plus our data, model-part and LoRA fields (YAML recipes set them all)."""
+class UniVGSFTConfig(TrainingDataArguments, UniVGModelConfig, SFTConfig):
+    """TRL's SFTConfig and ModelConfig plus our data and model-part fields (YAML recipes set them all)."""
 
-    model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint directory or hub id"})
-    dtype: str = field(
-        default="float32",
-        metadata={
-            "help": "dtype the weights load in: keep float32 with bf16 mixed precision (or DeepSpeed) so that "
-            "small updates (lr 5e-6) are not rounded away; bfloat16 halves memory at that risk"
-        },
-    )
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "attention kernel: sdpa, flash_attention_2 or eager (default: sdpa)"}
-    )
-    freeze_vision_tower: bool = field(default=True, metadata={"help": "do not train the vision encoder"})
-    freeze_merger: bool = field(
-        default=True, metadata={"help": "do not train the merger that projects vision tokens into the LLM"}
-    )
-    freeze_llm: bool = field(default=False, metadata={"help": "do not train the language model"})
-    use_peft: bool = field(
-        default=False,
-        metadata={
-            "help": "train LoRA adapters on the linear layers of the parts not frozen, instead of all weights"
-        },
-    )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={"help": "module names for LoRA (default: every linear layer of the parts not frozen)"},
-    )
     multi_turn: bool = field(
         default=True,
         metadata={
@@ -89,42 +55,6 @@ class UniVGSFTConfig(TrainingDataArguments, SFTConfig):
     assistant_only_loss: bool = field(
         default=True, metadata={"help": "loss on the assistant turns only (the answers), not on prompts"}
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.freeze_vision_tower and self.freeze_merger and self.freeze_llm:
-            raise ValueError("every part is frozen (vision tower, merger, LLM): nothing would train")
-
-
-def model_part(parameter_name: str) -> str:
-    """Which part of a Qwen2-VL / Qwen2.5-VL a parameter or module belongs to (one of `PARTS`)."""
-    name = parameter_name + "."
-    if name.startswith(_MERGER_PREFIX):
-        return "merger"
-    if name.startswith(_VISION_PREFIX):
-        return "vision_tower"
-    return "llm"
-
-
-def frozen_parts(config: UniVGSFTConfig) -> set[str]:
-    """The parts a config keeps as they are."""
-    flags = (config.freeze_vision_tower, config.freeze_merger, config.freeze_llm)
-    return {part for part, frozen in zip(PARTS, flags, strict=True) if frozen}
-
-
-def freeze(model: nn.Module, frozen: set[str]) -> None:
-    """Turn gradients off for the parameters of the frozen parts and on for the rest."""
-    for name, parameter in model.named_parameters():
-        parameter.requires_grad_(model_part(name) not in frozen)
-
-
-def lora_targets(model: nn.Module, frozen: set[str]) -> list[str]:
-    """Every linear layer of the parts that train, except the LM head (TRL cannot train an adapter there)."""
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and name != "lm_head" and model_part(name) not in frozen
-    ]
 
 
 @dataclass(frozen=True)
@@ -216,15 +146,8 @@ class UniVGSFTTrainer(ExactResumeMixin, SFTTrainer):
 
 def build_sft_trainer(config: UniVGSFTConfig) -> UniVGSFTTrainer:
     """The trainer for a config: model with its parts frozen (or LoRA), processor, mixed conversations."""
-    if not config.model_name_or_path:
-        raise ValueError("model_name_or_path is required (a checkpoint directory or hub id)")
-    loaded = load_model_and_processor(
-        config.model_name_or_path,
-        dtype=config.dtype,
-        attn_implementation=config.attn_implementation,
-        min_pixels=config.min_pixels,
-        max_pixels=config.max_pixels,
-    )
+    prepared = load_training_model(config)
+    loaded = prepared.loaded
     if CoordSystem.parse(config.coords) is not loaded.coords:
         raise ValueError(
             f"coords={config.coords!r} but {config.model_name_or_path} writes {loaded.coords.value} boxes"
@@ -242,26 +165,12 @@ def build_sft_trainer(config: UniVGSFTConfig) -> UniVGSFTTrainer:
             len(conversations),
             config.max_length,
         )
-    frozen = frozen_parts(config)
-    peft_config = None
-    if config.use_peft:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=config.lora_target_modules or lora_targets(loaded.model, frozen),
-            task_type="CAUSAL_LM",
-        )
-    else:
-        freeze(loaded.model, frozen)
     return UniVGSFTTrainer(
         model=loaded.model,
         args=config,
         train_dataset=sft_dataset(kept, config),
         processing_class=loaded.processor,
-        peft_config=peft_config,
+        peft_config=prepared.peft_config,
         callbacks=[DroppedReport(dropped, len(conversations), config.max_length)],
     )
 
