@@ -91,12 +91,14 @@ def test_chain_of_thought_goes_into_the_answer() -> None:
 @pytest.mark.parametrize(
     ("style", "box_tags", "expected"),
     [
-        ("plain", False, "<|box_start|>(100, 200), (300, 400)<|box_end|>"),
+        ("plain", None, "<|box_start|>(100, 200), (300, 400)<|box_end|>"),
+        ("plain", False, "(100, 200), (300, 400)"),
+        ("univg", None, "<think>why</think><answer>(100, 200), (300, 400)</answer>"),
         ("univg", False, "<think>why</think><answer>(100, 200), (300, 400)</answer>"),
         ("univg", True, "<think>why</think><answer><|box_start|>(100, 200), (300, 400)<|box_end|></answer>"),
     ],
 )
-def test_answers_in_each_style_and_form(style: str, box_tags: bool, expected: str) -> None:
+def test_answers_in_each_style_and_form(style: str, box_tags: bool | None, expected: str) -> None:
     """`box_tags` wraps the UniVG answer's box in Qwen's tags: readable in every mode but strict, whose
     paper format has no tags (the `format_loose` reward accepts them)."""
     sample = GroundingSample(
@@ -126,7 +128,7 @@ def test_any_box_survives_the_trip_within_rounding(box: tuple, width: int, heigh
         (CoordSystem.QWEN2VL, None, 0.5 / 1000),
         (CoordSystem.PIXELS, resized, 0.5 / min(resized)),
     ):
-        for style, box_tags in (("univg", False), ("univg", True), ("plain", False)):
+        for style, box_tags in (("univg", False), ("univg", True), ("plain", None), ("plain", False)):
             text = answer_text(box, coords=coords, size=size, think="t", style=style, box_tags=box_tags)
             written = extract_box(text, "first" if style == "plain" else "answer" if box_tags else "strict")
             assert box_from_model(written, coords, size) == pytest.approx(box, abs=tolerance + 1e-12)

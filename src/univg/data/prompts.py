@@ -91,20 +91,21 @@ def answer_text(
     think: str | None = None,
     style: PromptStyle | str = PromptStyle.UNIVG,
     simple_reference: bool = False,
-    box_tags: bool = False,
+    box_tags: bool | None = None,
 ) -> str:
     """The target response for a canonical box.
 
     UniVG style: ``<think>...</think><answer>BOX</answer>``; simple-reference items without a chain
-    keep the answer tag only; `box_tags` writes the box inside the answer in Qwen2-VL's own tags, the
-    form a Qwen2-VL's grounding is keyed to. Plain style: Qwen2-VL's ``<|box_start|>BOX<|box_end|>``.
+    keep the answer tag only. Plain style: the box alone. `box_tags` wraps the box in Qwen2-VL's own
+    ``<|box_start|>BOX<|box_end|>``, the form a Qwen2-VL's grounding is keyed to; by default plain answers
+    have them (as Qwen2-VL answers) and UniVG answers do not (the paper's format).
     """
+    plain = PromptStyle(style) is PromptStyle.PLAIN
     written = format_box(box, coords, size)
-    tagged = f"<|box_start|>{written}<|box_end|>"
-    if PromptStyle(style) is PromptStyle.PLAIN:
-        return tagged
-    if box_tags:
-        written = tagged
+    if plain if box_tags is None else box_tags:
+        written = f"<|box_start|>{written}<|box_end|>"
+    if plain:
+        return written
     if think is None and simple_reference:
         return f"<answer>{written}</answer>"
     return f"<think>{(think or '').strip()}</think><answer>{written}</answer>"
@@ -139,12 +140,12 @@ def sample_messages(
     coords: CoordSystem | str = CoordSystem.QWEN2VL,
     size: tuple[int, int] | None = None,
     with_answer: bool = False,
-    box_tags: bool = False,
+    box_tags: bool | None = None,
     min_pixels: int = DEFAULT_MIN_PIXELS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Messages:
-    """The chat for a sample; with `with_answer`, the assistant turn holds its chain and box (in Qwen2-VL's
-    box tags inside ``<answer>`` with `box_tags`).
+    """The chat for a sample; with `with_answer`, the assistant turn holds its chain and box (`box_tags`:
+    see `answer_text`).
 
     Pixel coordinates refer to the resized target image: `size` when given, else the size the
     processor (with `min_pixels`/`max_pixels`) makes of the original size recorded at conversion.

@@ -7,6 +7,9 @@ from pathlib import Path
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BASE_DIR = ASSETS / "demo_base"
 RECIPES = ASSETS / "recipes"
+# Every demo stage computes on two threads: 1.5x one thread on this model, and a fixed count keeps the
+# numbers the same on any machine with the same instruction set, whatever its number of cores.
+DEMO_THREADS = 2
 # What a shipped checkpoint holds: the weights, configs, tokenizer and processor, nothing of training.
 CHECKPOINT_FILES = (
     "config.json",

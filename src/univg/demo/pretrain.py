@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from univg.demo.assets import CHECKPOINT_FILES, recipe_args
+from univg.demo.assets import CHECKPOINT_FILES, DEMO_THREADS, recipe_args
 
 Progress = Callable[[str], None]
 PRETRAIN_LOG = "pretrain_log.json"
@@ -233,8 +233,7 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
     if not config.phases:
         raise ValueError("pretraining needs at least one phase")
     say = progress or (lambda _message: None)
-    # One thread: two threads are several times slower for this model on a shared 2-core machine.
-    torch.set_num_threads(1)
+    torch.set_num_threads(DEMO_THREADS)
     out = Path(config.out)
     say("pretrain: random-init tiny Qwen2-VL (grounding vocabulary)")
     init = out / "init"

@@ -51,12 +51,12 @@ class TrainingDataArguments:
     coords: str = field(
         default=CoordSystem.QWEN2VL.value, metadata={"help": "how the model writes boxes: qwen2vl or pixels"}
     )
-    answer_box_tags: bool = field(
-        default=False,
+    answer_box_tags: bool | None = field(
+        default=None,
         metadata={
-            "help": "SFT answers: the box inside <answer> in Qwen2-VL's <|box_start|>...<|box_end|> tags, the "
-            "form a Qwen2-VL already grounds in; a departure from the paper's format, which only the "
-            "format_loose reward accepts (GRPO writes no answers)"
+            "help": "SFT answers: the box in Qwen2-VL's <|box_start|>...<|box_end|> tags (default: in plain "
+            "answers, as Qwen2-VL answers; not in UniVG answers, the paper's format, which only the "
+            "format_loose reward accepts with tags; GRPO writes no answers)"
         },
     )
     max_train_samples: int | None = field(

@@ -2,6 +2,8 @@
 
 Three knobs the paper's difficulty buckets respond to: how many distractors stand beside the target,
 how small the objects are, and how similar the distractors are to it (same colour or same shape).
+Objects stay at least 0.16 of the image side (18 px at 112 px, about one of the 28-px cells a Qwen2-VL
+image token covers): smaller ones fall inside one token, and no model of the demo's size locates them.
 Multi-image tasks also get more images, larger camera moves and occlusion as the level rises.
 """
 
@@ -29,8 +31,8 @@ class Level:
 
 LEVELS: dict[str, Level] = {
     "easy": Level("easy", (2, 3), (0.26, 0.36), 0.0, TEXTURES[:1], 0, 0.2, 0.0),
-    "medium": Level("medium", (3, 4), (0.18, 0.28), 0.5, TEXTURES[:2], 1, 0.3, 0.3),
-    "hard": Level("hard", (4, 6), (0.12, 0.22), 0.9, TEXTURES, 2, 0.4, 0.5),
+    "medium": Level("medium", (3, 4), (0.19, 0.29), 0.5, TEXTURES[:2], 1, 0.3, 0.3),
+    "hard": Level("hard", (4, 6), (0.16, 0.23), 0.9, TEXTURES, 2, 0.4, 0.5),
 }
 
 
