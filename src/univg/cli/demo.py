@@ -54,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     pretrain.add_argument("--n-eval", type=int, default=400, help="held-out samples (default: %(default)s)")
     pretrain.add_argument("--batch-size", type=int, default=16, help="samples a step (default: %(default)s)")
+    pretrain.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="CPU threads (default: %(default)s); one is faster on a machine busy with other work, and the "
+        "weights depend on it",
+    )
     pretrain.set_defaults(func=run_pretrain)
 
 
@@ -80,6 +87,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         n_eval=args.n_eval,
         minutes=args.minutes,
         batch_size=args.batch_size,
+        threads=args.threads,
         **({"phases": tuple(args.phase)} if args.phase else {}),
     )
     result = pretrain_base(config, progress=_say)
@@ -95,13 +103,15 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from univg.demo.assets import BASE_DIR
+    from univg.demo.logs import logs_to_folder
     from univg.demo.pipeline import run_demo
-    from univg.demo.report import reward_lines, text_table
+    from univg.demo.report import REPORT_HTML, REPORT_MD, terminal_summary
+    from univg.demo.results import RESULTS_FILE
 
-    result = run_demo(args.out, quick=args.quick, seed=args.seed, base=args.base or BASE_DIR, progress=_say)
-    for line in reward_lines(result):
-        print(line)
-    print(f"univg demo finished in {result.seconds / 60:.1f} min; held-out Acc@0.5 (%):")
-    print(text_table(result))
-    print(f"report: {result.report_html} (also {result.report_md.name}, {result.results_json.name})")
+    out = Path(args.out)
+    with logs_to_folder(out / "logs") as log_file:
+        results = run_demo(out, quick=args.quick, seed=args.seed, base=args.base or BASE_DIR, progress=_say)
+    print(f"univg demo finished in {results.seconds / 60:.1f} min; {terminal_summary(results)}")
+    print(f"logs: {log_file}")
+    print(f"report: {out / REPORT_HTML} (also {REPORT_MD}, {RESULTS_FILE})")
     return 0

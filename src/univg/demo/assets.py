@@ -1,8 +1,10 @@
-"""Where the demo's packaged files live: the shipped base checkpoint and the demo recipes."""
+"""The demo's packaged files: the shipped base checkpoint and the stage recipes, and how to use them."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Any, TypeVar
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BASE_DIR = ASSETS / "demo_base"
@@ -23,6 +25,8 @@ CHECKPOINT_FILES = (
     "special_tokens_map.json",
 )
 
+ConfigT = TypeVar("ConfigT")
+
 
 def recipe(name: str) -> Path:
     """A packaged demo recipe (`pretrain`, `sft`, `grpo`), usable with `univg train ... --config`."""
@@ -32,21 +36,18 @@ def recipe(name: str) -> Path:
     return path
 
 
-def recipe_args(
-    name: str, model: str | Path, output_dir: str | Path, train_file: str | Path, seed: int, max_steps: int
-) -> list[str]:
-    """Command-line arguments for a trainer config from a packaged recipe plus what every demo run sets."""
-    return [
-        "--config",
-        str(recipe(name)),
-        "--model_name_or_path",
-        str(model),
-        "--output_dir",
-        str(output_dir),
-        "--train_files",
-        str(train_file),
-        "--seed",
-        str(seed),
-        "--max_steps",
-        str(max_steps),
-    ]
+def recipe_config(config_class: type[ConfigT], name: str, **fields: Any) -> ConfigT:
+    """A trainer config from a packaged recipe, with `fields` (model, data, output, steps) on top."""
+    import yaml
+
+    values = yaml.safe_load(recipe(name).read_text(encoding="utf-8")) or {}
+    return config_class(**{**values, **fields})
+
+
+def export_checkpoint(model_dir: Path, target: Path) -> Path:
+    """Copy the files a checkpoint needs to load (not its optimizer or training state) to `target`."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in CHECKPOINT_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, target / name)
+    return target

@@ -1,28 +1,29 @@
 """`univg demo`: synthetic data, the shipped base, CoT-SFT, GRPO twice, held-out evaluation, report.
 
 Every stage is the project's own code: `generate_dataset`, the stage-1 and stage-2 trainers with the
-packaged demo recipes, and the evaluation harness (`run_evaluation`). The two GRPO runs start from the
-same stage-1 checkpoint and differ only in `difficulty_weighting` (none, exp), as in the paper's Table 4.
+packaged demo recipes, and the evaluation harness. The two GRPO runs start from the same stage-1
+checkpoint and differ only in `difficulty_weighting` (none, exp), as in the paper's Table 4.
 """
 
 from __future__ import annotations
 
-import json
+import platform
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from univg.demo.assets import BASE_DIR, recipe_args
-from univg.demo.pretrain import held_out_accuracy, synth_data
+from univg.demo.assets import BASE_DIR, DEMO_THREADS, recipe_config
+from univg.demo.results import DemoResults, GalleryItem, StageResult
+from univg.demo.scoring import StageScores, score_model
+from univg.demo.world import synth_data
 
 Progress = Callable[[str], None]
-RESULTS_FILE = "results.json"
-# Generation budget at evaluation: the teacher's chains and answers take about 70 tokens.
+# Generation budget at evaluation: the teacher's chains and answers take 30 to 50 tokens.
 EVAL_MAX_NEW_TOKENS = 96
-EVAL_BATCH = 32
+EVAL_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -34,80 +35,45 @@ class DemoSize:
     eval_per_task: int
     sft_steps: int
     grpo_steps: int
+    grpo_prompts: int  # prompts a GRPO step samples (each num_generations times)
 
 
-QUICK = DemoSize(n_sft=320, n_rl=64, eval_per_task=5, sft_steps=40, grpo_steps=4)
-# 200 GRPO steps of 2 prompts x 8 completions: one pass over the RL part. Measured on a seed-1 demo split
-# (660 held-out, never the seed-0 one reported): Acc@0.5 after 50 / 200 steps, GRPO 8.3 / 9.4,
-# GRPO-difficulty 6.2 / 8.9; and each quarter of the reward curve averages 100 prompts instead of 24.
-FULL = DemoSize(n_sft=11_200, n_rl=400, eval_per_task=30, sft_steps=700, grpo_steps=200)
+QUICK = DemoSize(n_sft=320, n_rl=64, eval_per_task=5, sft_steps=30, grpo_steps=4, grpo_prompts=2)
+FULL = DemoSize(n_sft=24_000, n_rl=2_000, eval_per_task=100, sft_steps=1_500, grpo_steps=200, grpo_prompts=4)
 
 
-@dataclass
-class Stage:
-    """One row of the table: a model and its held-out scores."""
-
+@dataclass(frozen=True)
+class StagePlan:
     key: str
     label: str
-    model_dir: Path
-    style: str
-    accuracy: dict[str, float] = field(default_factory=dict)  # task -> Acc@0.5 (percent)
-    average: float = 0.0
-    eval_dir: Path | None = None
-    train_seconds: float = 0.0
-    log_history: list[dict[str, float]] = field(default_factory=list)
+    weighting: str | None = None  # GRPO stages: difficulty_weighting
 
 
-@dataclass
-class DemoResult:
-    out: Path
-    tasks: list[str]
-    stages: list[Stage]
-    seconds: float
-    report_md: Path
-    report_html: Path
-    results_json: Path
+STAGES = (
+    StagePlan("base", "base"),
+    StagePlan("sft", "CoT-SFT"),
+    StagePlan("grpo", "+GRPO", "none"),
+    StagePlan("grpo_difficulty", "+GRPO-difficulty", "exp"),
+)
 
 
 class Clock:
-    """Announces each stage with the time spent so far and an estimate of what is left."""
+    """Announces each stage with the time spent so far."""
 
-    def __init__(self, estimates: dict[str, float], say: Progress) -> None:
-        self.estimates = estimates
+    def __init__(self, total: int, say: Progress) -> None:
+        self.total = total
         self.say = say
         self.started = time.perf_counter()
-        self.done: list[str] = []
+        self.count = 0
 
-    def stage(self, key: str, message: str) -> None:
-        left = sum(v for k, v in self.estimates.items() if k not in self.done)
+    def stage(self, message: str) -> None:
+        self.count += 1
         elapsed = time.perf_counter() - self.started
-        number = len(self.done) + 1
-        self.say(
-            f"[{number}/{len(self.estimates)}] {message} (elapsed {elapsed / 60:.1f} min, "
-            f"ETA {left / 60:.1f} min)"
-        )
-        self.done.append(key)
+        self.say(f"[{self.count}/{self.total}] {message} (elapsed {elapsed / 60:.1f} min)")
 
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
-
-
-def estimates(size: DemoSize, n_tasks: int) -> dict[str, float]:
-    """Seconds each stage takes on one thread of a busy 2-core CPU, as measured (rough, for the ETA only)."""
-    eval_s = 5.0 + 0.05 * size.eval_per_task * n_tasks
-    grpo_s = 10.0 + 1.1 * size.grpo_steps
-    return {
-        "data": 0.004 * (size.n_sft + size.n_rl + size.eval_per_task * n_tasks) + 2.0,
-        "eval_base": eval_s,
-        "sft": 8.0 + 0.65 * size.sft_steps,
-        "eval_sft": eval_s,
-        "grpo": grpo_s,
-        "eval_grpo": eval_s,
-        "grpo_difficulty": grpo_s,
-        "eval_grpo_difficulty": eval_s,
-        "report": 5.0,
-    }
 
 
 def make_data(out: Path, size: DemoSize, seed: int) -> tuple[Path, Path, Path]:
@@ -128,53 +94,99 @@ def make_data(out: Path, size: DemoSize, seed: int) -> tuple[Path, Path, Path]:
     return root / "sft.jsonl", root / "rl.jsonl", root / "eval.jsonl"
 
 
-def evaluate(stage: Stage, eval_file: Path, out: Path) -> Stage:
-    """Score a stage's model on the held-out split with the evaluation harness (fresh, never resumed)."""
-    accuracy = held_out_accuracy(
-        stage.model_dir,
-        eval_file,
-        out,
-        style=stage.style,
-        batch_size=EVAL_BATCH,
-        max_new_tokens=EVAL_MAX_NEW_TOKENS,
-    )
-    stage.average = accuracy.pop("average")
-    stage.accuracy = accuracy
-    stage.eval_dir = out
-    return stage
+def _train(build: Callable[[], Any], output_dir: Path, log_file: Path, description: str) -> Any:
+    """Run a trainer quietly: a progress bar on the terminal, its log entries in `log_file`."""
+    from univg.training.progress import watch_quietly
+    from univg.training.runner import run_trainer
+
+    def quiet() -> Any:
+        trainer = build()
+        watch_quietly(trainer, log_file, description)
+        return trainer
+
+    shutil.rmtree(output_dir, ignore_errors=True)
+    log_file.unlink(missing_ok=True)
+    return run_trainer(quiet, str(output_dir))
 
 
-def train_sft_stage(base: Path, sft_file: Path, out: Path, size: DemoSize, seed: int) -> Stage:
+def train_sft_stage(base: Path, sft_file: Path, out: Path, logs: Path, size: DemoSize, seed: int) -> Any:
     """Stage 1 (CoT-SFT) from the base with the packaged demo recipe."""
-    from univg.training.config import parse_config
-    from univg.training.sft import UniVGSFTConfig, train_sft
+    from univg.training.sft import UniVGSFTConfig, build_sft_trainer
 
-    shutil.rmtree(out, ignore_errors=True)
-    config = parse_config(UniVGSFTConfig, recipe_args("sft", base, out, sft_file, seed, size.sft_steps))
-    result = train_sft(config)
-    return Stage(
-        "sft", "CoT-SFT", out, "univg", train_seconds=result.runtime_s, log_history=result.log_history
+    config = recipe_config(
+        UniVGSFTConfig,
+        "sft",
+        model_name_or_path=str(base),
+        output_dir=str(out),
+        train_files=[str(sft_file)],
+        seed=seed,
+        max_steps=size.sft_steps,
     )
+    return _train(lambda: build_sft_trainer(config), out, logs / "sft.jsonl", "CoT-SFT")
 
 
 def train_grpo_stage(
-    key: str, label: str, weighting: str, sft: Path, rl_file: Path, out: Path, size: DemoSize, seed: int
-) -> Stage:
-    """Stage 2 from the stage-1 checkpoint with the packaged demo recipe and the given phi."""
-    from univg.training.config import parse_config
-    from univg.training.grpo import UniVGGRPOConfig, train_grpo
+    plan: StagePlan, sft: Path, rl_file: Path, out: Path, logs: Path, size: DemoSize, seed: int
+) -> Any:
+    """Stage 2 from the stage-1 checkpoint with the packaged demo recipe and the plan's phi."""
+    from univg.training.grpo import UniVGGRPOConfig, build_grpo_trainer
 
-    shutil.rmtree(out, ignore_errors=True)
-    config = parse_config(
+    generations = 8
+    config = recipe_config(
         UniVGGRPOConfig,
-        [
-            *recipe_args("grpo", sft, out, rl_file, seed, size.grpo_steps),
-            "--difficulty_weighting",
-            weighting,
-        ],
+        "grpo",
+        model_name_or_path=str(sft),
+        output_dir=str(out),
+        train_files=[str(rl_file)],
+        seed=seed,
+        max_steps=size.grpo_steps,
+        difficulty_weighting=plan.weighting,
+        num_generations=generations,
+        per_device_train_batch_size=size.grpo_prompts * generations,
     )
-    result = train_grpo(config)
-    return Stage(key, label, out, "univg", train_seconds=result.runtime_s, log_history=result.log_history)
+    return _train(lambda: build_grpo_trainer(config), out, logs / f"{plan.key}.jsonl", plan.label)
+
+
+def evaluate(plan: StagePlan, model_dir: Path, style: str, eval_file: Path, out: Path) -> StageScores:
+    return score_model(
+        model_dir,
+        eval_file,
+        out,
+        style=style,
+        batch_size=EVAL_BATCH,
+        max_new_tokens=EVAL_MAX_NEW_TOKENS,
+        progress=True,
+    )
+
+
+def gallery_items(eval_file: Path, tasks: list[str]) -> list[GalleryItem]:
+    """The first held-out sample of each task."""
+    from univg.data.schema import read_jsonl
+
+    chosen: dict[str, GalleryItem] = {}
+    for sample in read_jsonl(eval_file):
+        if sample.task in tasks and sample.task not in chosen:
+            image = Path(eval_file).parent / sample.images[sample.target_image]
+            chosen[sample.task] = GalleryItem(
+                sample.id, sample.task, sample.question, str(image), list(sample.box)
+            )
+    return [chosen[t] for t in tasks if t in chosen]
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers may depend on: the CPU, the thread count and the library versions."""
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "threads": DEMO_THREADS,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+    }
 
 
 def run_demo(
@@ -185,92 +197,73 @@ def run_demo(
     base: str | Path = BASE_DIR,
     size: DemoSize | None = None,
     progress: Progress | None = None,
-) -> DemoResult:
-    """The whole method on the synthetic world; writes DIR/report.md, DIR/report.html, DIR/results.json."""
+) -> DemoResults:
+    """The whole method on the synthetic world; writes DIR/results.json, DIR/report.md, DIR/report.html."""
     import torch
 
-    from univg.data.synthetic import DEFAULT_TASKS
+    from univg.data.synthetic import DEFAULT_TASKS, MIG_TASKS
     from univg.demo.report import write_report
 
     say = progress or (lambda _message: None)
     size = size or (QUICK if quick else FULL)
-    # One thread: deterministic, and several times faster than two for this model on 2 shared cores.
-    torch.set_num_threads(1)
+    torch.set_num_threads(DEMO_THREADS)
     torch.manual_seed(seed)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    clock = Clock(estimates(size, len(DEFAULT_TASKS)), say)
+    logs = root / "logs"
+    clock = Clock(
+        2 + 2 * len(STAGES) - 1, say
+    )  # data, each stage evaluated, all but the base trained, report
 
     clock.stage(
-        "data",
-        f"synthetic data: {size.n_sft} CoT-SFT, {size.n_rl} RL, {size.eval_per_task} held-out per task",
+        f"synthetic data: {size.n_sft} CoT-SFT, {size.n_rl} RL, {size.eval_per_task} held-out per task"
     )
     sft_file, rl_file, eval_file = make_data(root / "data", size, seed)
-
-    base_stage = Stage("base", "base", Path(base), "plain")
-    clock.stage("eval_base", "evaluating the base model (plain prompt)")
-    evaluate(base_stage, eval_file, root / "eval" / "base")
-
-    clock.stage("sft", f"stage 1: CoT-SFT, {size.sft_steps} steps")
-    sft = train_sft_stage(Path(base), sft_file, root / "models" / "sft", size, seed)
-    clock.stage("eval_sft", "evaluating CoT-SFT")
-    evaluate(sft, eval_file, root / "eval" / "sft")
-
-    stages = [base_stage, sft]
-    for key, label, weighting in (
-        ("grpo", "+GRPO", "none"),
-        ("grpo_difficulty", "+GRPO-difficulty", "exp"),
-    ):
-        clock.stage(key, f"stage 2: {label} (difficulty_weighting {weighting}), {size.grpo_steps} steps")
-        stage = train_grpo_stage(
-            key, label, weighting, sft.model_dir, rl_file, root / "models" / key, size, seed
+    tasks = list(DEFAULT_TASKS)
+    gallery = gallery_items(eval_file, tasks)
+    stages: list[StageResult] = []
+    models = {"base": Path(base)}
+    for plan in STAGES:
+        style = "plain" if plan.key == "base" else "univg"
+        trained = None
+        if plan.key == "sft":
+            clock.stage(f"stage 1: CoT-SFT, {size.sft_steps} steps")
+            models["sft"] = root / "models" / "sft"
+            trained = train_sft_stage(models["base"], sft_file, models["sft"], logs, size, seed)
+        elif plan.weighting is not None:
+            clock.stage(
+                f"stage 2: {plan.label} (difficulty_weighting {plan.weighting}), {size.grpo_steps} steps of "
+                f"{size.grpo_prompts} prompts x 8"
+            )
+            models[plan.key] = root / "models" / plan.key
+            trained = train_grpo_stage(plan, models["sft"], rl_file, models[plan.key], logs, size, seed)
+        clock.stage(f"evaluating {plan.label} ({'plain' if style == 'plain' else 'reasoning'} prompt)")
+        scores = evaluate(plan, models[plan.key], style, eval_file, root / "eval" / plan.key)
+        for item in gallery:
+            box, iou = scores.boxes.get(item.id, (None, 0.0))
+            item.boxes[plan.key], item.ious[plan.key] = box, iou
+        stages.append(
+            StageResult(
+                plan.key,
+                plan.label,
+                str(models[plan.key]),
+                style,
+                scores.hits,
+                train_seconds=round(trained.runtime_s, 1) if trained else 0.0,
+                eval_seconds=round(scores.seconds, 1),
+                log_history=trained.log_history if trained else [],
+            )
         )
-        clock.stage(f"eval_{key}", f"evaluating {label}")
-        stages.append(evaluate(stage, eval_file, root / "eval" / key))
 
-    clock.stage("report", "writing the report")
-    tasks = [t for t in DEFAULT_TASKS if t in stages[-1].accuracy]
-    result = DemoResult(
-        out=root,
+    clock.stage("writing the report")
+    results = DemoResults(
+        settings={"quick": quick, "seed": seed, "base": str(base), "size": asdict(size)},
+        machine=machine(),
         tasks=tasks,
+        multi_image_tasks=[t for t in tasks if t in MIG_TASKS],
         stages=stages,
         seconds=clock.elapsed,
-        report_md=root / "report.md",
-        report_html=root / "report.html",
-        results_json=root / RESULTS_FILE,
+        gallery=gallery,
     )
-    settings = {"quick": quick, "seed": seed, "base": str(base), "size": asdict(size)}
-    write_report(result, eval_file, settings)
-    return result
-
-
-def results_json(result: DemoResult, settings: dict[str, Any]) -> dict[str, Any]:
-    """What DIR/results.json holds: the table, the training curves and how the run was made."""
-    from univg.demo.report import reward_rise
-
-    return {
-        "settings": settings,
-        "seconds": round(result.seconds, 1),
-        "tasks": result.tasks,
-        "stages": [
-            {
-                "key": s.key,
-                "label": s.label,
-                "model": str(s.model_dir),
-                "prompt_style": s.style,
-                "acc@0.5": s.accuracy,
-                "average": s.average,
-                "train_seconds": round(s.train_seconds, 1),
-                "accuracy_reward_first_last_quarter": reward_rise(s) if s.key.startswith("grpo") else None,
-                "log_history": s.log_history,
-            }
-            for s in result.stages
-        ],
-    }
-
-
-def write_results(result: DemoResult, settings: dict[str, Any]) -> Path:
-    result.results_json.write_text(
-        json.dumps(results_json(result, settings), indent=1) + "\n", encoding="utf-8"
-    )
-    return result.results_json
+    write_report(results, root)
+    return results

@@ -10,6 +10,7 @@ in the package (`univg/assets/demo_base`) with a card saying how to rebuild it.
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -17,7 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from univg.demo.assets import CHECKPOINT_FILES, DEMO_THREADS, recipe_args
+from univg.demo.assets import DEMO_THREADS, export_checkpoint, recipe_config
+from univg.demo.scoring import score_model
+from univg.demo.world import synth_data
 
 Progress = Callable[[str], None]
 PRETRAIN_LOG = "pretrain_log.json"
@@ -71,6 +74,8 @@ class PretrainConfig:
     batch_size: int = 16
     save_steps: int = 1_000
     eval_batch_size: int = 32
+    # The weights depend on it (floating-point sums split by thread): the card records it.
+    threads: int = DEMO_THREADS
 
 
 @dataclass
@@ -86,20 +91,6 @@ class PretrainResult:
     command: str = ""
     # after each phase: its steps and seconds, and Acc@0.5 on its own held-out split
     phases: list[dict[str, Any]] = field(default_factory=list)
-
-
-def synth_data(out: Path, config: Any) -> Path:
-    """Generate a synthetic set into `out`, or reuse the one there when it was made with the same config."""
-    from univg.data.synthetic import generate_dataset
-
-    manifest = out / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8"))["config"] == json.loads(
-        json.dumps(asdict(config))
-    ):
-        return out
-    shutil.rmtree(out, ignore_errors=True)
-    generate_dataset(out, config)
-    return out
 
 
 def time_limit(seconds: float) -> Any:
@@ -118,52 +109,14 @@ def time_limit(seconds: float) -> Any:
     return TimeLimit()
 
 
-def export_checkpoint(model_dir: Path, target: Path) -> Path:
-    """Copy the files a checkpoint needs to load (not its optimizer or training state) to `target`."""
-    target.mkdir(parents=True, exist_ok=True)
-    for name in CHECKPOINT_FILES:
-        if (model_dir / name).is_file():
-            shutil.copy2(model_dir / name, target / name)
-    return target
-
-
-def held_out_accuracy(
-    model_dir: Path, eval_file: Path, out: Path, *, style: str, batch_size: int, max_new_tokens: int = 64
-) -> dict[str, float]:
-    """Acc@0.5 per task and on average (percent) on a synthetic held-out split, by the evaluation harness
-    (a fresh run in `out`, never resumed); the demo scores every stage with it too."""
-    from univg.evaluation import RunConfig, run_evaluation
-
-    shutil.rmtree(out, ignore_errors=True)
-    outcome = run_evaluation(
-        RunConfig(
-            "synthetic",
-            str(eval_file),
-            str(model_dir),
-            str(out),
-            style=style,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            max_pixels=12544,
-            min_pixels=3136,
-            dtype="float32",
-            progress=False,
-            examples=0,  # the demo draws its own gallery
-        )
-    )
-    results = outcome.results or {}
-    accuracy = {task: float(m["acc@0.5"]) for task, m in results.get("tasks", {}).items()}
-    accuracy["average"] = float(results.get("average", {}).get("acc@0.5", 0.0))
-    return accuracy
-
-
 def rebuild_command(config: PretrainConfig, phases: list[Phase]) -> str:
     """The command that makes the same weights again: the phases as run (a constant schedule, so a
     phase stopped early equals a shorter phase). The output folder changes nothing in the weights."""
     flags = " ".join(f"--phase {phase}" for phase in phases)
     return (
         f"univg demo pretrain-base --seed {config.seed} {flags} "
-        f"--n-train {config.n_train} --n-eval {config.n_eval} --batch-size {config.batch_size}"
+        f"--n-train {config.n_train} --n-eval {config.n_eval} --batch-size {config.batch_size} "
+        f"--threads {config.threads}"
     )
 
 
@@ -176,7 +129,7 @@ def train_phase(
     """Train one phase from `init` into `out/train-<index>` (resuming a killed run, skipping a done one)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from univg.training.config import parse_config
+    from univg.training.progress import watch_quietly
     from univg.training.runner import run_trainer
     from univg.training.sft import UniVGSFTConfig, build_sft_trainer
 
@@ -190,19 +143,21 @@ def train_phase(
     resume = train_dir.is_dir() and get_last_checkpoint(str(train_dir)) is not None
     if not resume:
         shutil.rmtree(train_dir, ignore_errors=True)
-    sft = parse_config(
+    sft = recipe_config(
         UniVGSFTConfig,
-        [
-            *recipe_args("pretrain", init, train_dir, synth / "train.jsonl", config.seed, phase.steps),
-            "--per_device_train_batch_size",
-            str(config.batch_size),
-            "--save_steps",
-            str(config.save_steps),
-        ],
+        "pretrain",
+        model_name_or_path=str(init),
+        output_dir=str(train_dir),
+        train_files=[str(synth / "train.jsonl")],
+        seed=config.seed,
+        max_steps=phase.steps,
+        per_device_train_batch_size=config.batch_size,
+        save_steps=config.save_steps,
     )
 
     def build() -> Any:
         trainer = build_sft_trainer(sft)
+        watch_quietly(trainer, Path(config.out) / "logs" / f"phase-{index}.jsonl", f"phase {index + 1}")
         if seconds_left is not None:
             trainer.add_callback(time_limit(seconds_left))
         return trainer
@@ -233,7 +188,7 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
     if not config.phases:
         raise ValueError("pretraining needs at least one phase")
     say = progress or (lambda _message: None)
-    torch.set_num_threads(DEMO_THREADS)
+    torch.set_num_threads(config.threads)
     out = Path(config.out)
     say("pretrain: random-init tiny Qwen2-VL (grounding vocabulary)")
     init = out / "init"
@@ -260,13 +215,13 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
         say(f"pretrain {number}: training up to {phase.steps} steps of {config.batch_size}")
         model, record = train_phase(config, index, model, synth, left)
         say(f"pretrain {number}: held-out evaluation")
-        record["accuracy"] = held_out_accuracy(
+        record["accuracy"] = score_model(
             model,
             synth / "eval.jsonl",
             out / f"eval-{index}",
             style="plain",
             batch_size=config.eval_batch_size,
-        )
+        ).accuracy()
         losses += [(steps + step, loss) for step, loss in record["losses"]]
         steps += record["steps"]
         records.append({k: v for k, v in record.items() if k not in ("losses", "init")})
@@ -317,7 +272,8 @@ def render_card(config: PretrainConfig, result: PretrainResult) -> str:
         f"- training: the stage-1 trainer with recipe `univg/assets/recipes/demo_pretrain.yaml`, "
         f"{result.steps} steps of {config.batch_size}, lr 1e-3 constant after 50 warm-up steps, seed "
         f"{config.seed}",
-        f"- time: {result.train_seconds / 60:.1f} min on 1 CPU thread ({result.samples_per_s:.1f} samples/s)",
+        f"- time: {result.train_seconds / 60:.1f} min on {config.threads} CPU thread(s) of "
+        f"{platform.processor() or platform.machine()} ({result.samples_per_s:.1f} samples/s)",
         "",
         "## Phases and held-out Acc@0.5 after each (plain prompt, its own held-out split)",
         "",

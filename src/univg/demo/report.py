@@ -1,149 +1,147 @@
-"""The demo's report: the Table-4 layout, GRPO curves, difficulty shares and a gallery of predictions.
+"""The demo's report, a pure function of `DemoResults`: the Table-4 layout with 95% intervals, the
+stage-over-stage differences, the GRPO curves, the difficulty shares (the paper's Fig. 3) and a gallery.
 
-DIR/report.md links the figures under DIR/figures/; DIR/report.html embeds them, so it can be mailed
-on its own; DIR/results.json holds every number shown.
+DIR/report.md links the figures under DIR/figures/; DIR/report.html embeds them, so it stands alone.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from univg.demo.pipeline import DemoResult, Stage, write_results
+from univg.demo.results import ACCURACY_REWARD, BUCKETS, DemoResults, StageResult
+from univg.evaluation.intervals import Interval
+from univg.evaluation.pages import Table, figure, page, png_data_url, save_figure
 
-if TYPE_CHECKING:
-    from PIL import Image
-
-# Ground truth first, then one colour per row of the table.
 GT_COLOUR = "lime"
 STAGE_COLOURS = ("gray", "deepskyblue", "orange", "red")
 SCALE = 3  # gallery panels are the 112 px images drawn three times larger
 GAP = 6
-REWARD_KEY = "rewards/accuracy_reward/mean"
-LEVELS = ("easy", "medium", "hard")
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
 
 
-def table_rows(result: DemoResult) -> tuple[list[str], list[list[str]]]:
-    """The header and rows of the paper's Table 4 layout: one row per stage, every task, then AVG."""
-    header = ["Model", *result.tasks, "AVG"]
+def _ci(interval: Interval) -> str:
+    return f"{interval.estimate:.1f} [{interval.low:.1f}, {interval.high:.1f}]"
+
+
+def _delta(interval: Interval) -> str:
+    return f"{interval.estimate:+.1f} [{interval.low:+.1f}, {interval.high:+.1f}]"
+
+
+def accuracy_table(results: DemoResults) -> Table:
+    """One row per stage, every task's Acc@0.5, then the averages with their 95% intervals."""
+    header = ["Model", *results.tasks, "AVG [95% CI]", f"MIG {len(results.multi_image_tasks)} [95% CI]"]
     rows = [
-        [stage.label, *(f"{stage.accuracy.get(t, 0.0):.1f}" for t in result.tasks), f"{stage.average:.1f}"]
-        for stage in result.stages
+        [
+            stage.label,
+            *(f"{stage.accuracy(t):.1f}" for t in results.tasks),
+            _ci(stage.average(results.tasks)),
+            _ci(stage.average(results.multi_image_tasks)),
+        ]
+        for stage in results.stages
     ]
-    return header, rows
+    return Table(header, rows)
 
 
-def markdown_table(result: DemoResult) -> str:
-    header, rows = table_rows(result)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+def verdict(interval: Interval) -> str:
+    if interval.low > 0:
+        return "better (interval above 0)"
+    if interval.high < 0:
+        return "worse (interval below 0)"
+    return "no clear difference (interval holds 0)"
 
 
-def text_table(result: DemoResult) -> str:
-    """The table in fixed-width columns, for the terminal."""
-    header, rows = table_rows(result)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in [header, *rows]
-    )
+def differences_table(results: DemoResults) -> Table:
+    """Each comparison with its paired-bootstrap interval, on all tasks and on the multi-image ones."""
+    labels = {s.key: s.label for s in results.stages}
+    rows = []
+    for before, after in results.comparisons():
+        overall = results.difference(before, after)
+        multi = results.difference(before, after, results.multi_image_tasks)
+        rows.append(
+            [f"{labels[after]} vs {labels[before]}", _delta(overall), _delta(multi), verdict(overall)]
+        )
+    return Table(["comparison", "Δ AVG [95% CI]", "Δ MIG [95% CI]", "AVG"], rows)
 
 
-def _series(stage: Stage, key: str) -> tuple[list[float], list[float]]:
-    points = [(e["step"], e[key]) for e in stage.log_history if key in e and "step" in e]
-    return [float(s) for s, _ in points], [float(v) for _, v in points]
+def grpo_stages(results: DemoResults) -> list[StageResult]:
+    return [s for s in results.stages if s.key.startswith("grpo")]
 
 
-def reward_rise(stage: Stage) -> tuple[float, float] | None:
-    """Mean accuracy reward over the first and the last quarter of a GRPO run's steps (the issue's check)."""
-    _, values = _series(stage, REWARD_KEY)
-    if not values:
-        return None
-    window = max(1, len(values) // 4)
-    return sum(values[:window]) / window, sum(values[-window:]) / window
-
-
-def reward_lines(result: DemoResult) -> list[str]:
-    """One sentence per GRPO run: did its mean accuracy reward rise over its own start?"""
+def training_lines(results: DemoResults) -> list[str]:
+    """Per GRPO run: its accuracy reward and its easy / hard group shares, first quarter -> last."""
     lines = []
-    for stage in result.stages:
-        rise = reward_rise(stage) if stage.key.startswith("grpo") else None
-        if rise is not None:
-            verdict = "rose" if rise[1] > rise[0] else "did not rise"
-            lines.append(
-                f"{stage.label}: mean accuracy reward {rise[0]:.3f} over the first quarter of its steps, "
-                f"{rise[1]:.3f} over the last ({verdict})."
-            )
+    for stage in grpo_stages(results):
+        reward = stage.quarters(ACCURACY_REWARD)
+        easy, hard = stage.quarters("difficulty/easy"), stage.quarters("difficulty/hard")
+        phi = stage.quarters("difficulty/phi_mean")
+        if reward is None or easy is None or hard is None or phi is None:
+            continue
+        lines.append(
+            f"{stage.label}: accuracy reward {reward[0]:.3f} -> {reward[1]:.3f}, easy groups {easy[0]:.0%} -> "
+            f"{easy[1]:.0%}, hard groups {hard[0]:.0%} -> {hard[1]:.0%}, mean phi {phi[0]:.2f} -> {phi[1]:.2f} "
+            "(first quarter of the steps -> last)"
+        )
     return lines
 
 
-def grpo_figures(result: DemoResult, folder: Path) -> dict[str, Path]:
-    """Reward and accuracy curves of both GRPO runs, and easy / medium / hard shares (the paper's Fig. 3)."""
+def terminal_summary(results: DemoResults) -> str:
+    """What `univg demo` prints at the end: the table, the differences and the GRPO lines."""
+    parts = [
+        f"held-out Acc@0.5 (%), {sum(len(v) for v in results.stages[0].hits.values())} samples:",
+        accuracy_table(results).text(),
+        "",
+        "differences (paired bootstrap, 95%):",
+        differences_table(results).text(),
+        "",
+        *training_lines(results),
+    ]
+    return "\n".join(parts)
+
+
+def write_figures(results: DemoResults, folder: Path) -> dict[str, Path]:
+    """Reward curves of both GRPO runs, their phi, and the easy / medium / hard shares (Fig. 3)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
-    runs = [s for s in result.stages if s.key.startswith("grpo")]
+    runs = grpo_stages(results)
     paths: dict[str, Path] = {}
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
     for stage, colour in zip(runs, STAGE_COLOURS[2:], strict=False):
         for axis, key, title in (
             (axes[0], "reward", "total reward"),
-            (axes[1], REWARD_KEY, "accuracy reward"),
+            (axes[1], ACCURACY_REWARD, "accuracy reward (IoU)"),
+            (axes[2], "difficulty/phi_mean", "mean phi"),
         ):
-            steps, values = _series(stage, key)
-            axis.plot(steps, values, color=colour, label=stage.label, marker=".")
+            steps, values = stage.series(key)
+            axis.plot(steps, values, color=colour, label=stage.label, linewidth=1)
             axis.set_title(title)
             axis.set_xlabel("step")
     axes[1].legend()
-    figure.tight_layout()
-    paths["rewards"] = folder / "grpo_rewards.png"
-    figure.savefig(paths["rewards"], dpi=90)
-    plt.close(figure)
+    paths["rewards"] = save_figure(fig, folder / "grpo_rewards.png")
 
-    figure, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.5), squeeze=False)
-    for axis, stage in zip(axes[0], runs, strict=True):
-        series = [_series(stage, f"difficulty/{level}") for level in LEVELS]
+    fig, axes = plt.subplots(1, max(1, len(runs)), figsize=(6 * max(1, len(runs)), 3.5), squeeze=False)
+    for axis, stage in zip(axes[0], runs, strict=False):
+        series = [stage.series(f"difficulty/{name}") for name in BUCKETS]
         steps = series[0][0]
         if steps and all(len(values) == len(steps) for _, values in series):
-            axis.stackplot(steps, *(values for _, values in series), labels=LEVELS, alpha=0.8)
-        axis.set_title(f"{stage.label}: group difficulty shares")
+            axis.stackplot(
+                steps, *(values for _, values in series), labels=BUCKETS, alpha=0.8,
+                colors=("tab:green", "tab:orange", "tab:red"),
+            )  # fmt: skip
+        axis.set_title(f"{stage.label}: share of easy / medium / hard groups")
         axis.set_xlabel("step")
         axis.set_ylim(0, 1)
         axis.legend(loc="upper right")
-    figure.tight_layout()
-    paths["difficulty"] = folder / "grpo_difficulty.png"
-    figure.savefig(paths["difficulty"], dpi=90)
-    plt.close(figure)
+    paths["difficulty"] = save_figure(fig, folder / "grpo_difficulty.png")
     return paths
 
 
-def _stage_boxes(stage: Stage, data: Any) -> dict[str, Any]:
-    """The box each held-out prediction of a stage names, canonical 0..1, by sample id."""
-    import json
-
-    from univg.core.boxes import CoordSystem
-    from univg.evaluation import read_predictions, score_predictions
-
-    if stage.eval_dir is None:
-        return {}
-    run = json.loads((stage.eval_dir / "run.json").read_text(encoding="utf-8"))
-    scores = score_predictions(
-        data,
-        read_predictions(stage.eval_dir / "predictions.jsonl"),
-        parse=run["parse"],
-        coords=CoordSystem.parse(run.get("coords", "qwen2vl")),
-        min_pixels=run["min_pixels"],
-        max_pixels=run["max_pixels"],
-    )
-    return {s.id: (s.boxes.get(run["parse"]), s.checked_iou(run["parse"])) for s in scores.samples}
-
-
-def _panel(image: Image.Image, box: Any, colour: str, label: str) -> Image.Image:
+def _panel(image: Any, box: list[float] | None, colour: str, label: str) -> Any:
     from univg.data.prompts import box_to_pixels
     from univg.inference.draw import draw_box
 
@@ -153,110 +151,109 @@ def _panel(image: Image.Image, box: Any, colour: str, label: str) -> Image.Image
     return draw_box(big, box_to_pixels(box, big.size), label=label, color=colour)
 
 
-def gallery(result: DemoResult, eval_file: Path, folder: Path, per_task: int = 1) -> list[dict[str, Any]]:
-    """The first held-out sample of each task drawn once per row: ground truth, then each stage's box."""
+def write_gallery(results: DemoResults, folder: Path) -> dict[str, Path]:
+    """One strip per gallery sample: the truth, then each stage's box with its IoU."""
     from PIL import Image
 
-    from univg.evaluation import load_benchmark
-
-    data = load_benchmark("synthetic", str(eval_file))
-    boxes = {stage.key: _stage_boxes(stage, data) for stage in result.stages}
-    chosen: dict[str, list[Any]] = {}
-    for sample in data.samples:
-        if len(chosen.setdefault(sample.task, [])) < per_task:
-            chosen[sample.task].append(sample)
-    folder.mkdir(parents=True, exist_ok=True)
-    items = []
-    for task in result.tasks:
-        for sample in chosen.get(task, []):
-            with Image.open(sample.target_path) as opened:
-                image = opened.convert("RGB")
-            panels = [_panel(image, sample.box, GT_COLOUR, "truth")]
-            ious = {}
-            for stage, colour in zip(result.stages, STAGE_COLOURS, strict=False):
-                box, iou = boxes[stage.key].get(sample.id, (None, 0.0))
-                ious[stage.label] = iou
-                panels.append(_panel(image, box, colour, f"{stage.label} {iou:.2f}"))
-            width = sum(p.width for p in panels) + GAP * (len(panels) - 1)
-            strip = Image.new("RGB", (width, panels[0].height), "white")
-            for number, panel in enumerate(panels):
-                strip.paste(panel, (number * (panel.width + GAP), 0))
-            path = folder / f"gallery_{sample.id}.png"
-            strip.save(path, format="PNG")
-            items.append(
-                {"id": sample.id, "task": task, "question": sample.question, "path": path, "iou": ious}
-            )
-    return items
+    paths = {}
+    for item in results.gallery:
+        with Image.open(item.image) as opened:
+            image = opened.convert("RGB")
+        panels = [_panel(image, item.truth, GT_COLOUR, "truth")]
+        for stage, colour in zip(results.stages, STAGE_COLOURS, strict=False):
+            iou = item.ious.get(stage.key, 0.0)
+            panels.append(_panel(image, item.boxes.get(stage.key), colour, f"{stage.label} {iou:.2f}"))
+        strip = Image.new(
+            "RGB", (sum(p.width for p in panels) + GAP * (len(panels) - 1), panels[0].height), "white"
+        )
+        for number, panel in enumerate(panels):
+            strip.paste(panel, (number * (panel.width + GAP), 0))
+        paths[item.id] = folder / f"gallery_{item.id}.png"
+        paths[item.id].parent.mkdir(parents=True, exist_ok=True)
+        strip.save(paths[item.id], format="PNG")
+    return paths
 
 
-def _embedded(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+INTRO = (
+    "Held-out Acc@0.5 (%) on the demo's synthetic world. The base answers the plain prompt (as Qwen2-VL); "
+    "every later stage the UniVG-R1 reasoning prompt. Intervals are 95% bootstrap intervals over the "
+    "held-out samples (stratified by task); differences are paired (the same resampled samples for both "
+    "models). MIG is the average of the ten MIG-Bench tasks (without referring)."
+)
+DIFFERS = (
+    "The same command gives the same numbers on a machine with the same CPU instruction set and "
+    "library versions (two threads always). Elsewhere the floating-point rounding differs, and the "
+    "sampling of GRPO turns tiny differences into other trajectories: expect the GRPO rows to move "
+    "within their intervals."
+)
 
 
-def render_markdown(result: DemoResult, figures: dict[str, Path], items: list[dict[str, Any]]) -> str:
-    rel = result.out
+def render_markdown(
+    results: DemoResults, figures: dict[str, Path], gallery: dict[str, Path], root: Path
+) -> str:
+    def rel(path: Path) -> str:
+        return str(path.relative_to(root))
+
     lines = [
         "# univg demo: UniVG-R1 on the synthetic world",
         "",
-        f"Held-out Acc@0.5 (%), {sum(1 for _ in result.tasks)} tasks; run took {result.seconds / 60:.1f} min.",
-        "The base answers the plain prompt (as Qwen2-VL); every later stage the UniVG-R1 reasoning prompt.",
+        f"{INTRO} The run took {results.seconds / 60:.1f} min.",
         "",
-        markdown_table(result),
+        accuracy_table(results).markdown(),
+        "",
+        "## Differences",
+        "",
+        differences_table(results).markdown(),
         "",
         "## GRPO training",
         "",
-        *(f"- {line}" for line in reward_lines(result)),
+        *(f"- {line}" for line in training_lines(results)),
         "",
-        f"![rewards]({figures['rewards'].relative_to(rel)})",
+        f"![rewards]({rel(figures['rewards'])})",
         "",
-        f"![difficulty shares]({figures['difficulty'].relative_to(rel)})",
+        f"![difficulty shares]({rel(figures['difficulty'])})",
         "",
         "## Gallery (truth in green; IoU after each stage's name)",
         "",
     ]
-    for item in items:
-        lines += [
-            f"**{item['task']}**: {item['question']}",
-            "",
-            f"![{item['id']}]({item['path'].relative_to(rel)})",
-            "",
-        ]
+    for item in results.gallery:
+        lines += [f"**{item.task}**: {item.question}", "", f"![{item.id}]({rel(gallery[item.id])})", ""]
+    lines += ["## Reproducing", "", DIFFERS, "", f"Machine: {results.machine}", ""]
     return "\n".join(lines)
 
 
-def render_html(result: DemoResult, figures: dict[str, Path], items: list[dict[str, Any]]) -> str:
-    header, rows = table_rows(result)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+def render_html(results: DemoResults, figures: dict[str, Path], gallery: dict[str, Path]) -> str:
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>univg demo</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
-        "img{max-width:100%}</style></head><body>",
         "<h1>univg demo: UniVG-R1 on the synthetic world</h1>",
-        f"<p>Held-out Acc@0.5 (%); run took {result.seconds / 60:.1f} min. The base answers the plain "
-        "prompt (as Qwen2-VL); every later stage the UniVG-R1 reasoning prompt.</p>",
-        f"<table><tr>{head}</tr>{body}</table>",
+        f"<p>{html.escape(INTRO)} The run took {results.seconds / 60:.1f} min.</p>",
+        accuracy_table(results).html(),
+        "<h2>Differences</h2>",
+        differences_table(results).html(),
         "<h2>GRPO training</h2>",
-        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in reward_lines(result)) + "</ul>",
-        f"<img src='{_embedded(figures['rewards'])}' alt='rewards'>",
-        f"<img src='{_embedded(figures['difficulty'])}' alt='difficulty shares'>",
+        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in training_lines(results)) + "</ul>",
+        figure(png_data_url(figures["rewards"]), "GRPO rewards and mean phi"),
+        figure(png_data_url(figures["difficulty"]), "share of easy / medium / hard groups (Fig. 3)"),
         "<h2>Gallery (truth in green; IoU after each stage's name)</h2>",
     ]
-    for item in items:
-        parts.append(
-            f"<p><b>{html.escape(item['task'])}</b>: {html.escape(item['question'])}</p>"
-            f"<img src='{_embedded(item['path'])}' alt='{html.escape(item['id'])}'>"
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    for item in results.gallery:
+        parts.append(figure(png_data_url(gallery[item.id]), f"{item.task}: {item.question}"))
+    parts += [
+        "<h2>Reproducing</h2>",
+        f"<p>{html.escape(DIFFERS)}</p>",
+        f"<pre>{html.escape(str(results.machine))}</pre>",
+    ]
+    return page("univg demo", parts)
 
 
-def write_report(result: DemoResult, eval_file: Path, settings: dict[str, Any]) -> None:
-    """DIR/report.md, DIR/report.html (figures embedded), DIR/results.json and DIR/figures/."""
-    folder = result.out / "figures"
-    figures = grpo_figures(result, folder)
-    items = gallery(result, eval_file, folder, per_task=1)
-    result.report_md.write_text(render_markdown(result, figures, items), encoding="utf-8")
-    result.report_html.write_text(render_html(result, figures, items), encoding="utf-8")
-    write_results(result, settings)
+def write_report(results: DemoResults, root: Path) -> dict[str, Path]:
+    """DIR/results.json, DIR/report.md, DIR/report.html and DIR/figures/."""
+    figures = write_figures(results, root / "figures")
+    gallery = write_gallery(results, root / "figures")
+    paths = {
+        "results": results.write(root),
+        "markdown": root / REPORT_MD,
+        "html": root / REPORT_HTML,
+    }
+    paths["markdown"].write_text(render_markdown(results, figures, gallery, root), encoding="utf-8")
+    paths["html"].write_text(render_html(results, figures, gallery), encoding="utf-8")
+    return paths
