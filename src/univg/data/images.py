@@ -9,10 +9,13 @@ problem instead of a bare PIL traceback deep inside a training step.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -22,6 +25,8 @@ from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resi
 # bomb. PIL's own threshold (about 89 megapixels) is far above any real grounding image.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 DEFAULT_NUM_FRAMES = 6
+# What images from outside (uploads, data URLs) may be: the formats browsers and cameras write.
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 EXIF_ORIENTATION = 0x0112
@@ -64,10 +69,18 @@ def _open_header(path: Path, max_image_pixels: int) -> Image.Image:
         raise MissingImageError(name, "file not found")
     if not path.is_file():
         raise ImageLoadError(name, "not a file")
+    return _open_source(path, name, max_image_pixels)
+
+
+def _open_source(
+    source: Path | BinaryIO, name: str, max_image_pixels: int, formats: Sequence[str] | None = None
+) -> Image.Image:
+    """Open an image lazily (header only) and refuse bombs; every failure is an `ImageLoadError`."""
     try:
-        image = Image.open(path)
+        image = Image.open(source, formats=formats)
     except UnidentifiedImageError:
-        raise ImageLoadError(name, "not an image (unrecognised format)") from None
+        accepted = f": accepted formats are {', '.join(formats)}" if formats else ""
+        raise ImageLoadError(name, f"not an image (unrecognised format){accepted}") from None
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(name, f"refused as a decompression bomb: {exc}") from None
     except OSError as exc:
@@ -85,8 +98,31 @@ def _open_header(path: Path, max_image_pixels: int) -> Image.Image:
 
 def _open(path: Path, max_image_pixels: int) -> Image.Image:
     """Open and fully decode a file, turning every way it can fail into `ImageLoadError`."""
-    image = _open_header(path, max_image_pixels)
-    name = str(path)
+    return _decode(_open_header(path, max_image_pixels), str(path))
+
+
+def decode_image_bytes(
+    data: bytes,
+    *,
+    name: str,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
+    formats: Sequence[str] = UPLOAD_FORMATS,
+) -> Image.Image:
+    """Decode an image received as bytes (an upload, a data URL), with the checks a file gets.
+
+    Only `formats` are tried, so bytes from strangers never reach PIL's rarer decoders, and any
+    decoder failure on them (PIL raises many kinds on crafted input) is an `ImageLoadError`.
+    """
+    try:
+        return _decode(_open_source(io.BytesIO(data), name, max_image_pixels, formats), name)
+    except ImageLoadError:
+        raise
+    except Exception as exc:
+        raise ImageLoadError(name, f"corrupt: {type(exc).__name__}: {exc}") from None
+
+
+def _decode(image: Image.Image, name: str) -> Image.Image:
+    """Decode the pixels of an opened image; a truncated or corrupt one is an `ImageLoadError`."""
     try:
         image.load()
     except OSError as exc:
