@@ -357,6 +357,7 @@ async def healthz(request: HttpRequest) -> Response:
                 "max_images": limits.max_images,
                 "max_text_chars": limits.max_text_chars,
                 "max_tokens": limits.max_tokens,
+                "default_max_tokens": limits.default_max_tokens,
                 "max_body_bytes": limits.max_body_bytes,
                 "max_image_pixels": limits.max_image_pixels,
             },
