@@ -316,3 +316,10 @@ def test_any_bytes_decode_or_fail_as_an_image_load_error(data: bytes) -> None:
         assert error.path == "upload" and error.reason
     else:
         assert image.size[0] * image.size[1] > 0
+
+
+def test_a_prepared_image_is_taken_as_it_is_for_its_own_budget() -> None:
+    prepared = load_image(Image.new("RGB", (1000, 700)), max_pixels=100_000)
+    assert load_image(prepared, max_pixels=100_000) is prepared
+    with pytest.raises(ImageLoadError, match="prepared at"):
+        load_image(prepared, max_pixels=401_408)

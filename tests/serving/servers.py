@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,12 +12,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
-import uvicorn
 from PIL import Image, ImageDraw
 
 from univg.inference.predictor import Predictor
 from univg.models.loading import load_model_and_processor
-from univg.serving.app import create_app
+from univg.serving.app import create_app, serve_in_background
 from univg.serving.config import Limits, ServeConfig
 
 SMALL = 112 * 112  # 16 image tokens per image: fast on CPU
@@ -57,23 +53,10 @@ def serving(predictor: Predictor, config: ServeConfig) -> Iterator[Running]:
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor, config), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
     try:
-        yield Running(f"http://127.0.0.1:{port}", predictor, config)
+        with serve_in_background(create_app(predictor, config)) as url:
+            yield Running(url, predictor, config)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
         torch.set_num_threads(threads)
 
 

@@ -76,3 +76,14 @@ def test_univg_serve_refuses_a_model_it_cannot_load(tmp_path, capsys):
     assert main(["serve", "--model", str(tmp_path / "nowhere")]) == 1
     error = capsys.readouterr().err
     assert error.startswith("univg serve: ") and error.count("\n") == 1
+
+
+def test_univg_serve_says_when_the_port_is_taken_before_loading_anything(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", str(tmp_path / "not-even-loaded"), "--port", str(port)]) == 1
+    assert (
+        capsys.readouterr().err == f"univg serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )

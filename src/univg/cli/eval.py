@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
@@ -189,6 +190,9 @@ def run_command(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"univg eval run: {problem}", file=sys.stderr)
         return 2
+    if args.endpoint:  # the openai client's HTTP library logs every request at INFO
+        for name in ("httpx", "httpx2"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     config = RunConfig(
         benchmark=args.benchmark,
         data=args.data,

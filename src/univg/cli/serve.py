@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
     from univg.inference.predictor import Predictor
     from univg.models.loading import ModelLoadError, load_model_and_processor
-    from univg.serving.app import create_app
+    from univg.serving.app import base_url, create_app, listen_socket
     from univg.serving.config import Limits, ServeConfig
 
     try:
@@ -145,6 +145,17 @@ def run(args: argparse.Namespace) -> int:
                 default_max_tokens=min(Limits().default_max_tokens, args.max_tokens),
             ),
         )
+    except ValueError as exc:
+        print(f"univg serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        sock = listen_socket(args.host, args.port)
+    except OSError as exc:
+        print(
+            f"univg serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
+    try:
         loaded = load_model_and_processor(
             args.model,
             dtype=args.dtype,
@@ -154,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
         )
     except (ModelLoadError, ValueError, OSError) as exc:
+        sock.close()
         print(f"univg serve: {exc}", file=sys.stderr)
         return 1
     if args.threads is not None:
@@ -163,17 +175,15 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(Predictor(loaded, batch_size=config.max_batch), config)
     if config.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("listening on %s without an API key: anyone who can reach it can use it", args.host)
-    print(
-        f"serving {config.model_name} on http://{args.host}:{args.port} (page at /, OpenAI base URL "
-        f"http://{args.host}:{args.port}/v1)",
-        file=sys.stderr,
+    url = base_url(args.host, sock.getsockname()[1])
+    print(f"serving {config.model_name} on {url} (page at /, OpenAI base URL {url}/v1)", file=sys.stderr)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=args.log_level,
+            timeout_keep_alive=5,
+            limit_concurrency=max(256, 4 * config.max_queue),
+        )
     )
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        timeout_keep_alive=5,
-        limit_concurrency=max(256, 4 * config.max_queue),
-    )
+    server.run(sockets=[sock])
     return 0

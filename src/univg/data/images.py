@@ -32,8 +32,6 @@ FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", 
 EXIF_ORIENTATION = 0x0112
 TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # rotations by 90 degrees: width and height swap
 
-ImageSource = str | os.PathLike[str] | Image.Image
-
 
 class ImageLoadError(ValueError):
     """An image or video that cannot be used; the message names the file and what is wrong."""
@@ -56,6 +54,10 @@ class LoadedImage:
     path: str
     original_size: tuple[int, int]  # (width, height) before resizing
     resized_size: tuple[int, int]  # (width, height) after resizing
+
+
+# A path, a decoded image, or one already prepared (a server resizes uploads as they arrive).
+ImageSource = str | os.PathLike[str] | Image.Image | LoadedImage
 
 
 def _source_name(image: Image.Image) -> str:
@@ -167,8 +169,19 @@ def load_image(
 ) -> LoadedImage:
     """Load a file (or take an open PIL image) and prepare it exactly as the model will see it.
 
-    `original_size` is the upright (EXIF-applied) size, the one a user's pixel boxes refer to.
+    `original_size` is the upright (EXIF-applied) size, the one a user's pixel boxes refer to. A
+    `LoadedImage` is taken as it is when it was prepared for the same pixel budget.
     """
+    if isinstance(source, LoadedImage):
+        width, height = source.original_size
+        expected = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
+        if source.resized_size != (expected[1], expected[0]):
+            raise ImageLoadError(
+                source.path,
+                f"prepared at {source.resized_size[0]}x{source.resized_size[1]}, but this pixel budget "
+                f"makes {expected[1]}x{expected[0]}",
+            )
+        return source
     if isinstance(source, Image.Image):
         name = _source_name(source)
         width, height = source.size

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI
 from fastapi import Request as HttpRequest
@@ -204,3 +205,49 @@ def _install_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
     async def internal(request: HttpRequest, exc: Exception) -> Response:
         logger.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         return _error(500, "internal error (logged by the server)", "server_error")
+
+
+@contextmanager
+def serve_in_background(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run `app` under uvicorn in a thread until the block ends (notebooks, tests, benchmarks).
+
+    Port 0 takes a free port; yields the server's base URL once it accepts connections.
+    """
+    import threading
+
+    import uvicorn
+
+    sock = listen_socket(host, port)
+    bound = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="univg-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError(f"the server on {host}:{bound} did not start")
+        time.sleep(0.02)
+    try:
+        yield base_url(host, bound)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+        sock.close()
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound socket for uvicorn: binding before the model loads makes a taken port fail at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -11,14 +11,13 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi import Request as HttpRequest
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
-from PIL import Image
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -26,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from univg.core.parsing import extract_target_image
+from univg.data.images import LoadedImage
 from univg.data.prompts import box_to_pixels
 from univg.inference.predictor import GenerationOptions, Prediction, Predictor, Request
 from univg.serving.config import ServeConfig
@@ -54,6 +54,7 @@ from univg.serving.safety import (
 from univg.serving.scheduler import BatchScheduler, Job, QueueFullError, ShuttingDownError
 
 router = APIRouter()
+DECODE_SLOTS = 4  # requests decoding images at the same time
 ImageSources = list[tuple[str, str | bytes]]  # (field, a reference to decode, or uploaded bytes)
 
 
@@ -77,6 +78,7 @@ class ServerState:
     forbidden_tokens: frozenset[str]
     image_policy: ImagePolicy
     page: bytes = b""
+    decode_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(DECODE_SLOTS))
 
 
 def page_html() -> bytes:
@@ -131,10 +133,13 @@ async def _result(job: Job) -> Prediction:
         raise bad_request(str(exc)) from None
 
 
-async def _decode(state: ServerState, sources: ImageSources, *, raw_base64: bool) -> list[Image.Image]:
-    """Decode every image of a request off the event loop (uploaded bytes, or references to read)."""
+async def _decode(state: ServerState, sources: ImageSources, *, raw_base64: bool) -> list[LoadedImage]:
+    """Decode every image of a request off the event loop (uploaded bytes, or references to read).
 
-    def decode_all() -> list[Image.Image]:
+    A few requests decode at a time, so many large images at once cannot exhaust memory.
+    """
+
+    def decode_all() -> list[LoadedImage]:
         return [
             decode_image(source, param, state.image_policy)
             if isinstance(source, bytes)
@@ -142,7 +147,8 @@ async def _decode(state: ServerState, sources: ImageSources, *, raw_base64: bool
             for param, source in sources
         ]
 
-    return await run_in_threadpool(decode_all)
+    async with state.decode_slots:
+        return await run_in_threadpool(decode_all)
 
 
 @router.post("/v1/chat/completions")

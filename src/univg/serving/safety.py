@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from PIL import Image
-
-from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
-from univg.data.images import ImageLoadError, decode_image_bytes
+from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from univg.data.images import ImageLoadError, LoadedImage, decode_image_bytes, prepare_image
 
 # Qwen2-VL's grounding tokens may appear in text (a referring expression, a previous answer's box);
 # every other special token (<|image_pad|>, <|vision_start|>, <|im_start|>, ...) would change the
@@ -108,7 +106,7 @@ class ImagePolicy:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
 
-def image_from_reference(reference: str, param: str, policy: ImagePolicy, *, raw_base64: bool) -> Image.Image:
+def image_from_reference(reference: str, param: str, policy: ImagePolicy, *, raw_base64: bool) -> LoadedImage:
     """Decode the image a request names: a data URL, bare base64 (`raw_base64`), or an allowed URL."""
     stripped = reference.strip()
     match = _DATA_URL.match(stripped)
@@ -162,18 +160,22 @@ def _base64_bytes(text: str, param: str) -> bytes:
     return data
 
 
-def decode_image(data: bytes, param: str, policy: ImagePolicy) -> Image.Image:
-    """Decode image bytes with the pixel limit, and refuse shapes the model cannot take."""
+def decode_image(data: bytes, param: str, policy: ImagePolicy) -> LoadedImage:
+    """Decode image bytes within the pixel limit and resize them for the model at once.
+
+    Only the resized image waits in the queue, so a request's memory is bounded by the model's pixel
+    budget, not by the (up to `max_image_pixels`) size it was sent at.
+    """
     try:
         image = decode_image_bytes(data, name=param, max_image_pixels=policy.max_image_pixels)
+        try:
+            return prepare_image(
+                image, path=param, min_pixels=policy.min_pixels, max_pixels=policy.max_pixels
+            )
+        finally:
+            image.close()
     except ImageLoadError as exc:
         raise bad_request(exc.reason, param) from None
-    width, height = image.size
-    try:
-        smart_resize(height, width, min_pixels=policy.min_pixels, max_pixels=policy.max_pixels)
-    except ValueError as exc:
-        raise bad_request(f"{width}x{height} image cannot be resized for the model: {exc}", param) from None
-    return image
 
 
 class FetchError(ValueError):
