@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -185,5 +186,7 @@ def run(args: argparse.Namespace) -> int:
             limit_concurrency=max(256, 4 * config.max_queue),
         )
     )
-    server.run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn shut down gracefully, then re-raised it
+        server.run(sockets=[sock])
+    print("univg serve: stopped", file=sys.stderr)
     return 0
