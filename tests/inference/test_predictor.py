@@ -12,7 +12,7 @@ from univg.core.boxes import CoordSystem
 from univg.data.images import load_image
 from univg.data.prompts import build_messages
 from univg.inference.predictor import GenerationOptions, Predictor, PromptTooLongError, Request, read_answer
-from univg.models.loading import load_model_and_processor
+from univg.models.loading import LoadedModel, load_model_and_processor
 from univg.models.tiny import TinySpec, build_tiny_model
 
 SMALL = 112 * 112  # 16 image tokens per image: fast, and what the tiny model trains at
@@ -168,14 +168,14 @@ def test_a_chat_request_is_the_prompt_it_gives(predictor, images):
     assert third.prompt_tokens != first.prompt_tokens and third.text != first.text
 
 
-def test_request_style_overrides_the_predictor_style(tiny_varied_model_dir, predictor, images):
-    plain = Predictor(
-        load_model_and_processor(tiny_varied_model_dir, max_pixels=SMALL), style="plain", generation=SHORT
-    )
+def test_request_style_overrides_the_predictor_style(predictor, images):
+    same_model = LoadedModel(predictor.model, predictor.processor, predictor.coords)
+    plain = Predictor(same_model, style="plain", generation=SHORT)
     request = Request(question="Where is the dog?", images=[images[1]])
     overridden = Request(question="Where is the dog?", images=[images[1]], style="plain")
-    assert predictor.predict_one(overridden).text == plain.predict_one(request).text
-    assert predictor.predict_one(overridden).prompt_tokens < predictor.predict_one(request).prompt_tokens
+    answer = predictor.predict_one(overridden)
+    assert answer.text == plain.predict_one(request).text
+    assert answer.prompt_tokens < predictor.predict_one(request).prompt_tokens
 
 
 def test_text_only_chat_batches_with_image_requests(predictor, images):
