@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -15,9 +16,11 @@ from PIL import Image
 
 from univg.core.resize import smart_resize
 from univg.data.images import (
+    MAX_IMAGE_PIXELS,
     ImageLoadError,
     LoadedImage,
     MissingImageError,
+    decode_image_bytes,
     list_frames,
     load_image,
     load_video_frames,
@@ -254,3 +257,69 @@ def test_probe_image_finds_truncation_only_when_decoding(tmp_path: Path) -> None
     assert probe_image(path) == (200, 200)
     with pytest.raises(ImageLoadError, match="truncated"):
         probe_image(path, decode=True)
+
+
+def _encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF", "BMP"])
+def test_decoded_bytes_equal_the_file_loaded(tmp_path: Path, fmt: str) -> None:
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (90, 130, 3), dtype=np.uint8))
+    data = _encoded(image.convert("P") if fmt == "GIF" else image, fmt)
+    path = tmp_path / f"a.{fmt.lower()}"
+    path.write_bytes(data)
+    from_bytes = load_image(decode_image_bytes(data, name="upload"))
+    from_file = load_image(path)
+    assert from_bytes.original_size == from_file.original_size == (130, 90)
+    assert np.array_equal(np.asarray(from_bytes.image), np.asarray(from_file.image))
+
+
+def test_decoding_bytes_refuses_what_a_stranger_may_send(tmp_path: Path) -> None:
+    png = _encoded(Image.new("RGB", (64, 64), (1, 2, 3)), "PNG")
+    bomb = _png_header_only(tmp_path / "bomb.png", 30_000, 30_000).read_bytes()
+    cases = {
+        "not an image": (b"GIF89a but not really", "not an image"),
+        "empty": (b"", "not an image"),
+        "truncated": (png[: len(png) // 2], "truncated or corrupt"),
+        "bomb": (bomb, "decompression bomb"),
+        "over the caller's limit": (png, "decompression bomb"),
+        "a format uploads may not use": (_encoded(Image.new("RGB", (8, 8)), "TIFF"), "accepted formats"),
+    }
+    for case, (data, reason) in cases.items():
+        limit = 1_000 if case == "over the caller's limit" else MAX_IMAGE_PIXELS
+        with pytest.raises(ImageLoadError, match=reason) as error:
+            decode_image_bytes(data, name="images[1]", max_image_pixels=limit)
+        assert error.value.path == "images[1]", case
+
+
+_PNG = _encoded(Image.new("RGB", (20, 12), (9, 99, 199)), "PNG")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.tuples(st.integers(0, len(_PNG) - 1), st.integers(0, 255)).map(
+            lambda edit: _PNG[: edit[0]] + bytes([edit[1]]) + _PNG[edit[0] + 1 :]
+        ),
+        st.integers(0, len(_PNG)).map(lambda cut: _PNG[:cut]),
+    )
+)
+def test_any_bytes_decode_or_fail_as_an_image_load_error(data: bytes) -> None:
+    try:
+        image = decode_image_bytes(data, name="upload")
+    except ImageLoadError as error:
+        assert error.path == "upload" and error.reason
+    else:
+        assert image.size[0] * image.size[1] > 0
+
+
+def test_a_prepared_image_is_taken_as_it_is_for_its_own_budget() -> None:
+    prepared = load_image(Image.new("RGB", (1000, 700)), max_pixels=100_000)
+    assert load_image(prepared, max_pixels=100_000) is prepared
+    with pytest.raises(ImageLoadError, match="prepared at"):
+        load_image(prepared, max_pixels=401_408)

@@ -10,8 +10,9 @@ from PIL import Image
 
 from univg.core.boxes import CoordSystem
 from univg.data.images import load_image
+from univg.data.prompts import build_messages
 from univg.inference.predictor import GenerationOptions, Predictor, PromptTooLongError, Request, read_answer
-from univg.models.loading import load_model_and_processor
+from univg.models.loading import LoadedModel, load_model_and_processor
 from univg.models.tiny import TinySpec, build_tiny_model
 
 SMALL = 112 * 112  # 16 image tokens per image: fast, and what the tiny model trains at
@@ -136,11 +137,91 @@ def test_sampling_is_reproducible_with_a_seed(predictor, images):
         (Request(question="Find it."), "no images and no video"),
         (Request(question="  ", images=["x.png"]), "empty question"),
         (Request(question="Find it.", images=["x.png"], video="clip.mp4"), "not both"),
+        (
+            Request(question="", images=["x.png"], messages=build_messages(2, "Find it.")),
+            "2 image placeholders",
+        ),
+        (Request(question="", video="clip.mp4", messages=build_messages(0, "Find it.")), "not a video"),
     ],
 )
 def test_invalid_requests_are_refused(predictor, request_, reason):
     with pytest.raises(ValueError, match=reason):
         predictor.predict([request_])
+
+
+def test_a_chat_request_is_the_prompt_it_gives(predictor, images):
+    """`messages` (what a server receives) reaches the model as given, equal to the same prompt built."""
+    built = Request(question="Where is the dog?", images=[images[0], images[3]])
+    chat = Request(
+        question="", images=[images[0], images[3]], messages=build_messages(2, "Where is the dog?")
+    )
+    with_system = Request(
+        question="",
+        images=[images[0], images[3]],
+        messages=[
+            {"role": "system", "content": [{"type": "text", "text": "Answer in French."}]},
+            *build_messages(2, "Where is the dog?"),
+        ],
+    )
+    first, second, third = predictor.predict([built, chat, with_system])
+    assert first.text == second.text and first.prompt_tokens == second.prompt_tokens
+    assert third.prompt_tokens != first.prompt_tokens and third.text != first.text
+
+
+def test_request_style_overrides_the_predictor_style(predictor, images):
+    same_model = LoadedModel(predictor.model, predictor.processor, predictor.coords)
+    plain = Predictor(same_model, style="plain", generation=SHORT)
+    request = Request(question="Where is the dog?", images=[images[1]])
+    overridden = Request(question="Where is the dog?", images=[images[1]], style="plain")
+    answer = predictor.predict_one(overridden)
+    assert answer.text == plain.predict_one(request).text
+    assert answer.prompt_tokens < predictor.predict_one(request).prompt_tokens
+
+
+def test_text_only_chat_batches_with_image_requests(predictor, images):
+    text_only = Request(
+        question="", messages=[{"role": "user", "content": [{"type": "text", "text": "Hello."}]}]
+    )
+    with_image = Request(question="Find it.", images=[images[2]])
+    batched = predictor.predict([text_only, with_image])
+    assert [p.text for p in batched] == [
+        predictor.predict_one(text_only).text,
+        predictor.predict_one(with_image).text,
+    ]
+    assert batched[0].images == [] and batched[0].box is None
+
+
+class _Recorder:
+    """A streamer keeping what generate() hands over: the prompts, then one row of tokens per step."""
+
+    def __init__(self) -> None:
+        self.steps: list[list[int]] = []
+        self.prompts = None
+
+    def put(self, value) -> None:
+        if self.prompts is None:
+            self.prompts = value
+        else:
+            self.steps.append(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        pass
+
+
+def test_a_streamer_sees_each_step_of_the_batch(predictor, images):
+    requests = [
+        Request(question="Find it.", images=[images[0]]),
+        Request(question="Where?", images=[images[4]]),
+    ]
+    recorder = _Recorder()
+    predictions = predictor.predict(requests, streamer=recorder)
+    tokenizer = predictor.processor.tokenizer
+    for row, prediction in enumerate(predictions):
+        streamed = [step[row] for step in recorder.steps][: prediction.generated_tokens]
+        assert tokenizer.decode(streamed, skip_special_tokens=False) == prediction.text
+    assert recorder.prompts.shape[0] == 2
+    with pytest.raises(ValueError, match="one batch"):
+        predictor.predict(requests * 3, streamer=_Recorder())
 
 
 def test_prediction_is_json_serialisable(predictor, images):

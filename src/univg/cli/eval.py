@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Any
 
@@ -71,7 +72,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "takes a share. Writes OUT/results.json, OUT/report.md and OUT/report.html.",
     )
     _common(run, BENCHMARK_NAMES)
-    run.add_argument("--model", required=True, help="checkpoint directory, LoRA adapter directory or hub id")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="checkpoint directory, LoRA adapter directory or hub id")
+    source.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="evaluate the model behind an OpenAI-compatible endpoint instead, e.g. http://127.0.0.1:8000/v1 "
+        "(univg serve, vLLM, an API); needs --endpoint-model",
+    )
+    endpoint = run.add_argument_group("with --endpoint")
+    endpoint.add_argument("--endpoint-model", metavar="NAME", help="the model name the endpoint serves")
+    endpoint.add_argument(
+        "--api-key-env", metavar="VAR", help="environment variable holding the endpoint's API key"
+    )
+    endpoint.add_argument(
+        "--concurrency", type=_positive, default=8, help="requests in flight (default: %(default)s)"
+    )
+    endpoint.add_argument(
+        "--coords",
+        choices=_COORDS,
+        default="qwen2vl",
+        help="how the endpoint's model writes boxes (default: %(default)s; a local model's family decides)",
+    )
     run.add_argument("--out", required=True, metavar="DIR", help="output folder (reused to resume)")
     run.add_argument(
         "--batch-size", type=_positive, default=8, help="requests per batch (default: %(default)s)"
@@ -136,18 +158,45 @@ def _summary(results: dict[str, Any]) -> str:
 def _errors() -> tuple[type[BaseException], ...]:
     from univg.data.images import ImageLoadError
     from univg.evaluation.predictions import PredictionsError
+    from univg.inference.endpoint import EndpointError
     from univg.models.loading import ModelLoadError
 
-    return (ModelLoadError, ImageLoadError, PredictionsError, FileNotFoundError, ValueError)
+    return (ModelLoadError, ImageLoadError, PredictionsError, EndpointError, FileNotFoundError, ValueError)
+
+
+def _endpoint_problem(args: argparse.Namespace) -> str | None:
+    """Flags that do not go with the chosen model source, or None."""
+    if args.endpoint is None:
+        given = [f for f in ("endpoint_model", "api_key_env") if getattr(args, f) is not None]
+        return f"--{given[0].replace('_', '-')} needs --endpoint" if given else None
+    if not args.endpoint_model:
+        return "--endpoint needs --endpoint-model NAME (the model name the endpoint serves)"
+    local = [
+        flag
+        for flag, value in (
+            ("--adapter", args.adapter),
+            ("--device-map", args.device_map),
+            ("--attn-implementation", args.attn_implementation),
+        )
+        if value is not None
+    ]
+    return f"{local[0]} applies to a local --model, not to --endpoint" if local else None
 
 
 def run_command(args: argparse.Namespace) -> int:
     from univg.evaluation.harness import RunConfig, run_evaluation
 
+    problem = _endpoint_problem(args)
+    if problem is not None:
+        print(f"univg eval run: {problem}", file=sys.stderr)
+        return 2
+    if args.endpoint:  # the openai client's HTTP library logs every request at INFO
+        for name in ("httpx", "httpx2"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     config = RunConfig(
         benchmark=args.benchmark,
         data=args.data,
-        model=args.model,
+        model=args.endpoint_model if args.endpoint else args.model,
         out=args.out,
         image_root=args.image_root,
         split=args.split,
@@ -164,6 +213,10 @@ def run_command(args: argparse.Namespace) -> int:
         adapter=args.adapter,
         examples=args.examples,
         progress=not args.no_progress,
+        endpoint=args.endpoint,
+        api_key_env=args.api_key_env,
+        concurrency=args.concurrency,
+        coords=args.coords if args.endpoint else None,
     )
     try:
         outcome = run_evaluation(config)

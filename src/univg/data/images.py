@@ -9,10 +9,13 @@ problem instead of a bare PIL traceback deep inside a training step.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -22,12 +25,12 @@ from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resi
 # bomb. PIL's own threshold (about 89 megapixels) is far above any real grounding image.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 DEFAULT_NUM_FRAMES = 6
+# What images from outside (uploads, data URLs) may be: the formats browsers and cameras write.
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 EXIF_ORIENTATION = 0x0112
 TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # rotations by 90 degrees: width and height swap
-
-ImageSource = str | os.PathLike[str] | Image.Image
 
 
 class ImageLoadError(ValueError):
@@ -53,6 +56,10 @@ class LoadedImage:
     resized_size: tuple[int, int]  # (width, height) after resizing
 
 
+# A path, a decoded image, or one already prepared (a server resizes uploads as they arrive).
+ImageSource = str | os.PathLike[str] | Image.Image | LoadedImage
+
+
 def _source_name(image: Image.Image) -> str:
     return str(getattr(image, "filename", "") or "<in-memory image>")
 
@@ -64,10 +71,18 @@ def _open_header(path: Path, max_image_pixels: int) -> Image.Image:
         raise MissingImageError(name, "file not found")
     if not path.is_file():
         raise ImageLoadError(name, "not a file")
+    return _open_source(path, name, max_image_pixels)
+
+
+def _open_source(
+    source: Path | BinaryIO, name: str, max_image_pixels: int, formats: Sequence[str] | None = None
+) -> Image.Image:
+    """Open an image lazily (header only) and refuse bombs; every failure is an `ImageLoadError`."""
     try:
-        image = Image.open(path)
+        image = Image.open(source, formats=formats)
     except UnidentifiedImageError:
-        raise ImageLoadError(name, "not an image (unrecognised format)") from None
+        accepted = f": accepted formats are {', '.join(formats)}" if formats else ""
+        raise ImageLoadError(name, f"not an image (unrecognised format){accepted}") from None
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(name, f"refused as a decompression bomb: {exc}") from None
     except OSError as exc:
@@ -85,8 +100,31 @@ def _open_header(path: Path, max_image_pixels: int) -> Image.Image:
 
 def _open(path: Path, max_image_pixels: int) -> Image.Image:
     """Open and fully decode a file, turning every way it can fail into `ImageLoadError`."""
-    image = _open_header(path, max_image_pixels)
-    name = str(path)
+    return _decode(_open_header(path, max_image_pixels), str(path))
+
+
+def decode_image_bytes(
+    data: bytes,
+    *,
+    name: str,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
+    formats: Sequence[str] = UPLOAD_FORMATS,
+) -> Image.Image:
+    """Decode an image received as bytes (an upload, a data URL), with the checks a file gets.
+
+    Only `formats` are tried, so bytes from strangers never reach PIL's rarer decoders, and any
+    decoder failure on them (PIL raises many kinds on crafted input) is an `ImageLoadError`.
+    """
+    try:
+        return _decode(_open_source(io.BytesIO(data), name, max_image_pixels, formats), name)
+    except ImageLoadError:
+        raise
+    except Exception as exc:
+        raise ImageLoadError(name, f"corrupt: {type(exc).__name__}: {exc}") from None
+
+
+def _decode(image: Image.Image, name: str) -> Image.Image:
+    """Decode the pixels of an opened image; a truncated or corrupt one is an `ImageLoadError`."""
     try:
         image.load()
     except OSError as exc:
@@ -131,8 +169,19 @@ def load_image(
 ) -> LoadedImage:
     """Load a file (or take an open PIL image) and prepare it exactly as the model will see it.
 
-    `original_size` is the upright (EXIF-applied) size, the one a user's pixel boxes refer to.
+    `original_size` is the upright (EXIF-applied) size, the one a user's pixel boxes refer to. A
+    `LoadedImage` is taken as it is when it was prepared for the same pixel budget.
     """
+    if isinstance(source, LoadedImage):
+        width, height = source.original_size
+        expected = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
+        if source.resized_size != (expected[1], expected[0]):
+            raise ImageLoadError(
+                source.path,
+                f"prepared at {source.resized_size[0]}x{source.resized_size[1]}, but this pixel budget "
+                f"makes {expected[1]}x{expected[0]}",
+            )
+        return source
     if isinstance(source, Image.Image):
         name = _source_name(source)
         width, height = source.size

@@ -38,7 +38,7 @@ from univg.evaluation.report import build_results, write_reports
 from univg.evaluation.scoring import Scores, require_sizes, score_predictions
 
 if TYPE_CHECKING:
-    from univg.inference.predictor import GenerationOptions, Predictor, Request
+    from univg.inference.predictor import GenerationOptions, Grounder, Request
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ RESUME_KEYS = (
     "benchmark",
     "data_sha256",
     "model",
+    "endpoint",
     "adapter",
     "style",
     "generation",
@@ -86,6 +87,11 @@ class RunConfig:
     adapter: str | None = None
     examples: int = 3  # worst predictions per task drawn into report.html
     progress: bool = True
+    # An OpenAI-compatible base URL: generate there, `model` being the endpoint's model name.
+    endpoint: str | None = None
+    api_key_env: str | None = None  # the environment variable holding the endpoint's API key
+    concurrency: int = 8  # endpoint requests in flight
+    coords: str | None = None  # how the endpoint's model writes boxes (default qwen2vl)
 
 
 @dataclass
@@ -188,7 +194,7 @@ def _requests(samples: list[GroundingSample]) -> list[Request]:
 
 
 def _answer(
-    predictor: Predictor, samples: list[GroundingSample], task_of: dict[str, str]
+    predictor: Grounder, samples: list[GroundingSample], task_of: dict[str, str]
 ) -> Iterator[dict[str, Any]]:
     """Prediction records for a batch; a request that cannot run becomes an error record on its own."""
     try:
@@ -237,7 +243,8 @@ def _run_info(
         "split": data.split,
         "tasks": list(config.tasks) if config.tasks else None,
         "limit": config.limit,
-        "model": _model_id(config.model),
+        "model": config.model if config.endpoint else _model_id(config.model),
+        "endpoint": config.endpoint,
         "adapter": _model_id(config.adapter) if config.adapter else None,
         "style": style.value,
         "parse": parse,
@@ -253,7 +260,7 @@ def _run_info(
 
 
 def _generate(
-    predictor: Predictor,
+    predictor: Grounder,
     shard: list[GroundingSample],
     task_of: dict[str, str],
     target: Path,
@@ -278,10 +285,49 @@ def _generate(
     return answered, tokens
 
 
-def run_evaluation(config: RunConfig) -> Outcome:
-    """Generate every missing prediction with the Predictor, then score and write the reports."""
-    from univg.inference.predictor import GenerationOptions, Predictor
+def _grounder(
+    config: RunConfig, ranks: _Ranks, generation: GenerationOptions, style: PromptStyle
+) -> tuple[Grounder, CoordSystem]:
+    """The local Predictor, or with `config.endpoint` its OpenAI-endpoint twin; and how its boxes are written."""
+    if config.endpoint:
+        from univg.inference.endpoint import EndpointPredictor
+
+        key = os.environ.get(config.api_key_env, "") if config.api_key_env else None
+        if config.api_key_env and not key:
+            raise ValueError(
+                f"the environment variable {config.api_key_env} (api_key_env) is not set or empty"
+            )
+        coords = CoordSystem.parse(config.coords or CoordSystem.QWEN2VL)
+        endpoint = EndpointPredictor(
+            config.endpoint,
+            config.model,
+            api_key=key,
+            concurrency=config.concurrency,
+            generation=generation,
+            style=style,
+            coords=coords,
+            min_pixels=config.min_pixels,
+            max_pixels=config.max_pixels,
+        )
+        return endpoint, coords
+    from univg.inference.predictor import Predictor
     from univg.models.loading import load_model_and_processor
+
+    loaded = load_model_and_processor(
+        config.model,
+        dtype=config.dtype,
+        device_map=config.device_map or (None if ranks.device.type == "cpu" else str(ranks.device)),
+        attn_implementation=config.attn_implementation,
+        adapter=config.adapter,
+        min_pixels=config.min_pixels,
+        max_pixels=config.max_pixels,
+    )
+    return Predictor(loaded, batch_size=config.batch_size, generation=generation, style=style), loaded.coords
+
+
+def run_evaluation(config: RunConfig) -> Outcome:
+    """Generate every missing prediction (a local model, or an endpoint), then score and write the reports."""
+    from univg.inference.predictor import GenerationOptions
 
     if config.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {config.batch_size}")
@@ -319,21 +365,12 @@ def run_evaluation(config: RunConfig) -> Outcome:
             len(data.samples),
         )
 
-    loaded = load_model_and_processor(
-        config.model,
-        dtype=config.dtype,
-        device_map=config.device_map or (None if ranks.device.type == "cpu" else str(ranks.device)),
-        attn_implementation=config.attn_implementation,
-        adapter=config.adapter,
-        min_pixels=config.min_pixels,
-        max_pixels=config.max_pixels,
-    )
-    require_sizes(data, loaded.coords)
-    info.update(coords=loaded.coords.value, world_size=ranks.world)
+    predictor, coords = _grounder(config, ranks, generation, style)
+    require_sizes(data, coords)
+    info.update(coords=coords.value, world_size=ranks.world)
     if ranks.main:
         info["provenance"] = provenance()
         (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    predictor = Predictor(loaded, batch_size=config.batch_size, generation=generation, style=style)
 
     started = time.perf_counter()
     target = out / PREDICTIONS_FILE if ranks.world == 1 else rank_file(out, ranks.rank)
@@ -363,7 +400,7 @@ def run_evaluation(config: RunConfig) -> Outcome:
                 data,
                 read_predictions(out / PREDICTIONS_FILE),
                 parse=parse,
-                coords=loaded.coords,
+                coords=coords,
                 min_pixels=config.min_pixels,
                 max_pixels=config.max_pixels,
             )

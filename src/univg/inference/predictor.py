@@ -12,16 +12,17 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from univg.core.boxes import CoordSystem
 from univg.core.parsing import BoxTuple, ParseMode, extract_box, extract_target_image, is_strict_format
 from univg.core.resize import image_token_count
 from univg.data.images import DEFAULT_NUM_FRAMES, ImageSource, LoadedImage, load_image, load_video_frames
-from univg.data.prompts import PromptStyle, box_from_model, box_to_pixels, build_messages
+from univg.data.prompts import Messages, PromptStyle, box_from_model, box_to_pixels, build_messages
 
 if TYPE_CHECKING:
     from transformers import BatchFeature
+    from transformers.generation.streamers import BaseStreamer
 
     from univg.models.loading import LoadedModel
 
@@ -40,7 +41,10 @@ class Request:
 
     `images` are paths or PIL images, in the order the question counts them ("the second image").
     `video` is a video file or a folder of frames; `num_frames` are sampled uniformly and become the
-    images. Give one or the other.
+    images. Give one or the other. `style` overrides the predictor's prompt style for this request.
+    `messages` is a whole chat in the Hugging Face format (one ``{"type": "image"}`` per image, in the
+    order of `images`) used as the prompt instead of one built from `question`: what an
+    OpenAI-compatible server receives.
     """
 
     question: str
@@ -49,9 +53,24 @@ class Request:
     num_frames: int = DEFAULT_NUM_FRAMES
     id: str | None = None
     simple_reference: bool = False
+    style: PromptStyle | str | None = None
+    messages: Messages | None = None
 
     def problem(self) -> str | None:
         """Why this request cannot run, or None."""
+        if self.messages is not None:
+            if self.video is not None:
+                return "a chat takes images, not a video"
+            placeholders = sum(
+                1
+                for message in self.messages
+                if isinstance(message.get("content"), list)
+                for part in message["content"]
+                if part.get("type") == "image"
+            )
+            if placeholders != len(self.images):
+                return f"the chat has {placeholders} image placeholders for {len(self.images)} images"
+            return None
         if not self.question.strip():
             return "empty question"
         if self.video is not None and len(self.images) > 0:
@@ -116,6 +135,16 @@ class Prediction:
         return record
 
 
+class Grounder(Protocol):
+    """What answers grounding requests in batches: `Predictor`, or `endpoint.EndpointPredictor`."""
+
+    batch_size: int
+
+    def predict(
+        self, requests: Iterable[Request], *, generation: GenerationOptions | None = None
+    ) -> list[Prediction]: ...
+
+
 class Answer(NamedTuple):
     """The box a response gives, read against the request's images (see `Prediction` for the fields)."""
 
@@ -158,6 +187,24 @@ def read_answer(
     return Answer(raw, box, pixels, target, named)
 
 
+def load_request_images(
+    request: Request, *, min_pixels: int, max_pixels: int
+) -> tuple[list[LoadedImage], list[int] | None]:
+    """A request's images as the model sees them, and for a video the frame each was taken from."""
+    if request.video is not None:
+        return load_video_frames(
+            request.video, request.num_frames, min_pixels=min_pixels, max_pixels=max_pixels
+        )
+    return [
+        load_image(source, min_pixels=min_pixels, max_pixels=max_pixels) for source in request.images
+    ], None
+
+
+def default_parse_mode(style: PromptStyle | str) -> ParseMode:
+    """UniVG answers carry the box in <answer>; plain Qwen2-VL grounding writes a bare box."""
+    return "answer" if PromptStyle(style) is PromptStyle.UNIVG else "first"
+
+
 @dataclass
 class _Prepared:
     request: Request
@@ -166,6 +213,7 @@ class _Prepared:
     prompt: str
     prompt_tokens: int
     index: int
+    parse_mode: ParseMode
 
 
 class Predictor:
@@ -188,8 +236,7 @@ class Predictor:
         self.batch_size = batch_size
         self.generation = generation or GenerationOptions()
         self.style = PromptStyle(style)
-        # UniVG answers carry the box in <answer>; plain Qwen2-VL grounding writes a bare box.
-        self.parse_mode: ParseMode = parse_mode or ("answer" if self.style is PromptStyle.UNIVG else "first")
+        self.parse_mode: ParseMode = parse_mode or default_parse_mode(self.style)
         size = self.processor.image_processor.size
         self.min_pixels = int(size.shortest_edge)
         self.max_pixels = int(size.longest_edge)
@@ -212,14 +259,27 @@ class Predictor:
         return cls(loaded, batch_size=batch_size, generation=generation, style=style)
 
     def predict(
-        self, requests: Iterable[Request], *, generation: GenerationOptions | None = None
+        self,
+        requests: Iterable[Request],
+        *,
+        generation: GenerationOptions | None = None,
+        streamer: BaseStreamer | None = None,
     ) -> list[Prediction]:
-        """Answer every request, in order, `batch_size` at a time."""
+        """Answer every request, in order, `batch_size` at a time.
+
+        A `streamer` receives the prompts and then each decoding step's tokens of the whole batch (one
+        row per request, in order), as `generate` hands them over; the requests must fit one batch.
+        """
         options = generation or self.generation
         requests = list(requests)
+        if streamer is not None and len(requests) > self.batch_size:
+            raise ValueError(
+                f"a streamer needs one batch: {len(requests)} requests, batch size {self.batch_size}"
+            )
         predictions: list[Prediction] = []
         for start in range(0, len(requests), self.batch_size):
-            predictions.extend(self._run_batch(requests[start : start + self.batch_size], start, options))
+            batch = requests[start : start + self.batch_size]
+            predictions.extend(self._run_batch(batch, start, options, streamer))
         return predictions
 
     def predict_one(self, request: Request, *, generation: GenerationOptions | None = None) -> Prediction:
@@ -239,19 +299,15 @@ class Predictor:
         problem = request.problem()
         if problem is not None:
             raise ValueError(f"request {name}: {problem}")
-        frame_indices = None
-        if request.video is not None:
-            images, frame_indices = load_video_frames(
-                request.video, request.num_frames, min_pixels=self.min_pixels, max_pixels=self.max_pixels
-            )
-        else:
-            images = [
-                load_image(source, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
-                for source in request.images
-            ]
-        messages = build_messages(
-            len(images), request.question, style=self.style, simple_reference=request.simple_reference
+        images, frame_indices = load_request_images(
+            request, min_pixels=self.min_pixels, max_pixels=self.max_pixels
         )
+        style = self.style if request.style is None else PromptStyle(request.style)
+        messages = request.messages
+        if messages is None:
+            messages = build_messages(
+                len(images), request.question, style=style, simple_reference=request.simple_reference
+            )
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # The prompt as the model will see it: each image placeholder expands to its image tokens.
         text_tokens = len(self.processor.tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -267,12 +323,14 @@ class Predictor:
                 f"{max_new_tokens}, but the model's context is {self.context_length} tokens; use fewer or "
                 "smaller images (a lower max_pixels) or a lower max_new_tokens"
             )
-        return _Prepared(request, images, frame_indices, prompt, prompt_tokens, index)
+        parse_mode = self.parse_mode if request.style is None else default_parse_mode(style)
+        return _Prepared(request, images, frame_indices, prompt, prompt_tokens, index, parse_mode)
 
     def _encode(self, batch: list[_Prepared]) -> BatchFeature:
+        images = [img.image for p in batch for img in p.images]
         inputs = self.processor(
             text=[p.prompt for p in batch],
-            images=[img.image for p in batch for img in p.images],
+            images=images or None,  # a text-only chat (a request built from messages) has none
             padding=True,
             padding_side="left",
             return_tensors="pt",
@@ -285,11 +343,16 @@ class Predictor:
                     f"tokens, expected {prepared.prompt_tokens} (image resizing disagrees with the processor)"
                 )
         inputs = inputs.to(self.model.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         return inputs
 
     def _run_batch(
-        self, requests: list[Request], offset: int, options: GenerationOptions
+        self,
+        requests: list[Request],
+        offset: int,
+        options: GenerationOptions,
+        streamer: BaseStreamer | None = None,
     ) -> list[Prediction]:
         import torch
         from transformers import GenerationConfig
@@ -317,7 +380,7 @@ class Predictor:
         if options.seed is not None:
             torch.manual_seed(options.seed)
         with torch.inference_mode():
-            output = self.model.generate(**inputs, generation_config=config)
+            output = self.model.generate(**inputs, generation_config=config, streamer=streamer)
         generated = output[:, inputs["input_ids"].shape[1] :].tolist()
         timing = Timing(len(batch), loaded_at - start, time.perf_counter() - loaded_at)
         return [
@@ -329,7 +392,7 @@ class Predictor:
         stops = set(eos if isinstance(eos, list) else [eos])
         end = next((i for i, token in enumerate(ids) if token in stops), len(ids))
         text = self.processor.tokenizer.decode(ids[:end], skip_special_tokens=False)
-        answer = read_answer(text, prepared.images, self.coords, self.parse_mode)
+        answer = read_answer(text, prepared.images, self.coords, prepared.parse_mode)
         return Prediction(
             id=prepared.request.id,
             text=text,

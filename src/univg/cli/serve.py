@@ -1,0 +1,192 @@
+"""`univg serve`: a grounding model behind HTTP (OpenAI-compatible chat completions, /v1/ground, a web page)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from univg.cli.eval import _positive
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from univg.serving.config import Limits
+
+    defaults = Limits()
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a model over HTTP: OpenAI-compatible API, /v1/ground and a web page",
+        description="Serve a grounding model: POST /v1/chat/completions (OpenAI format, images as data URLs), "
+        "POST /v1/ground (images + question -> box), GET /v1/models, /healthz, /metrics (Prometheus) and a "
+        "web page at /. Requests arriving together are batched. Local paths are never read and URLs are "
+        "not fetched unless --allow-url-fetch.",
+    )
+    parser.add_argument(
+        "--model", required=True, help="checkpoint directory, LoRA adapter directory or hub id"
+    )
+    parser.add_argument("--adapter", help="a LoRA adapter to apply on top of --model")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument(
+        "--served-model-name",
+        help="the name clients send as 'model' (default: a directory's name, or the hub id)",
+    )
+    parser.add_argument(
+        "--max-batch", type=_positive, default=8, help="requests generated together (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=10.0,
+        help="how long a request waits for others to batch with (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=_positive,
+        default=64,
+        help="requests waiting beyond the running batch; more get 503 with Retry-After (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="require 'Authorization: Bearer KEY' where KEY is this environment variable's value",
+    )
+    parser.add_argument(
+        "--allow-url-fetch",
+        action="store_true",
+        help="fetch http(s) image URLs (public addresses only, with size and time limits); off by default",
+    )
+    parser.add_argument(
+        "--max-images", type=_positive, default=defaults.max_images, help="per request (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-image-pixels",
+        type=_positive,
+        default=defaults.max_image_pixels,
+        help="largest image accepted, width x height (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-text-chars",
+        type=_positive,
+        default=defaults.max_text_chars,
+        help="text of one request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=_positive,
+        default=defaults.max_tokens,
+        help="most tokens a request may ask for (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=defaults.max_body_bytes / 2**20,
+        help="largest request body in MiB (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=_positive,
+        default=401_408,
+        help="image pixel budget of the model (default: %(default)s, the paper's training setting)",
+    )
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    parser.add_argument("--device-map", help="e.g. auto, cpu, cuda (default: load on the CPU)")
+    parser.add_argument("--attn-implementation", help="e.g. sdpa, eager, flash_attention_2")
+    parser.add_argument(
+        "--threads",
+        type=_positive,
+        help="CPU threads for generation (default: torch's, one per core); 1 or 2 on a shared machine",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="uvicorn's log level; info logs every request (default: %(default)s)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _api_key(variable: str | None) -> str | None:
+    if variable is None:
+        return None
+    key = os.environ.get(variable, "")
+    if not key:
+        raise ValueError(f"--api-key-env {variable}: the environment variable {variable} is not set or empty")
+    return key
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from univg.inference.predictor import Predictor
+    from univg.models.loading import ModelLoadError, load_model_and_processor
+    from univg.serving.app import base_url, create_app, listen_socket
+    from univg.serving.config import Limits, ServeConfig
+
+    try:
+        config = ServeConfig(
+            model_name=args.served_model_name
+            or (Path(args.model).name if Path(args.model).exists() else args.model),
+            max_batch=args.max_batch,
+            max_wait_ms=args.max_wait_ms,
+            max_queue=args.max_queue,
+            api_key=_api_key(args.api_key_env),
+            allow_url_fetch=args.allow_url_fetch,
+            limits=Limits(
+                max_body_bytes=int(args.max_body_mb * 2**20),
+                max_images=args.max_images,
+                max_image_pixels=args.max_image_pixels,
+                max_text_chars=args.max_text_chars,
+                max_tokens=args.max_tokens,
+                default_max_tokens=min(Limits().default_max_tokens, args.max_tokens),
+            ),
+        )
+    except ValueError as exc:
+        print(f"univg serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        sock = listen_socket(args.host, args.port)
+    except OSError as exc:
+        print(
+            f"univg serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
+    try:
+        loaded = load_model_and_processor(
+            args.model,
+            dtype=args.dtype,
+            device_map=args.device_map,
+            attn_implementation=args.attn_implementation,
+            adapter=args.adapter,
+            max_pixels=args.max_pixels,
+        )
+    except (ModelLoadError, ValueError, OSError) as exc:
+        sock.close()
+        print(f"univg serve: {exc}", file=sys.stderr)
+        return 1
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    app = create_app(Predictor(loaded, batch_size=config.max_batch), config)
+    if config.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("listening on %s without an API key: anyone who can reach it can use it", args.host)
+    url = base_url(args.host, sock.getsockname()[1])
+    print(f"serving {config.model_name} on {url} (page at /, OpenAI base URL {url}/v1)", file=sys.stderr)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=args.log_level,
+            timeout_keep_alive=5,
+            limit_concurrency=max(256, 4 * config.max_queue),
+        )
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn shut down gracefully, then re-raised it
+        server.run(sockets=[sock])
+    print("univg serve: stopped", file=sys.stderr)
+    return 0
