@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "univg.cli.predict",
     "univg.cli.train",
     "univg.cli.eval",
+    "univg.cli.cot",
 )
 
 
