@@ -100,6 +100,7 @@ class ScriptedTeacher:
 
     def _serve(self) -> None:
         self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
         server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
@@ -107,6 +108,10 @@ class ScriptedTeacher:
             self.loop.run_forever()
         finally:
             server.close()
+            handlers = asyncio.all_tasks(self.loop)
+            for task in handlers:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*handlers, return_exceptions=True))
             self.loop.run_until_complete(server.wait_closed())
             self.loop.close()
 

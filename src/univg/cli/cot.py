@@ -292,6 +292,10 @@ def _register_teacher(cot: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--coords", choices=("qwen2vl", "normalized"), default="qwen2vl", help="(default: %(default)s)"
     )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, metavar="MS", help="delay every reply, like a remote teacher"
+    )
+    parser.add_argument("--request-log", metavar="FILE", help="append one JSON line per answered request")
     parser.set_defaults(func=run_teacher)
 
 
@@ -307,7 +311,11 @@ def run_teacher(args: argparse.Namespace) -> int:
         return 2
     try:
         teacher = OfflineTeacher(
-            args.samples, image_root=args.image_root, model=args.model or DEFAULT_MODEL, coords=args.coords
+            args.samples,
+            image_root=args.image_root,
+            model=args.model or DEFAULT_MODEL,
+            coords=args.coords,
+            request_log=args.request_log,
         )
     except (OSError, SampleError, ImageLoadError) as exc:
         print(f"univg cot teacher: {exc}", file=sys.stderr)

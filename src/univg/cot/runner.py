@@ -245,7 +245,7 @@ def _fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _seed(sample_id: str, attempt: int, index: int) -> int:
+def request_seed(sample_id: str, attempt: int, index: int) -> int:
     """A fixed seed per chain: reruns ask the same questions, retries ask new ones."""
     return int(hashlib.sha256(f"{sample_id}/{attempt}/{index}".encode()).hexdigest()[:8], 16)
 
@@ -418,7 +418,7 @@ class Generator:
                 messages,
                 max_tokens=max_tokens,
                 temperature=self.config.judge_temperature if judge else self.config.temperature,
-                seed=_seed(sample.id, attempt, index + (self.config.chains if judge else 0)),
+                seed=request_seed(sample.id, attempt, index + (self.config.chains if judge else 0)),
             )
         except BaseException:
             await self.budget.release(reservation)
