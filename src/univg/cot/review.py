@@ -249,7 +249,7 @@ def apply_decisions(
                 f"{decisions_path}: item {item_id!r} is {by_id[item_id][STATUS_FIELD]} in {source}, not verified"
             )
     report = ReviewReport(target)
-    listed = [str(item.get("id")) for item in data.get("items", []) if isinstance(item, dict)]
+    listed = [str(item_id) for item_id in data.get("items") or []]  # the page's items, decided or not
     report.undecided = sum(1 for item_id in listed if item_id not in decisions)
     written = []
     for line in lines:

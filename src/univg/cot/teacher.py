@@ -60,6 +60,12 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _rng(key: str) -> random.Random:
+    """A generator per key, seeded by the key's hash: string seeds that differ in a digit or two give
+    Mersenne Twister correlated first draws."""
+    return random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest(), "big"))
+
+
 @dataclass(frozen=True)
 class Identified:
     sample: GroundingSample
@@ -184,14 +190,14 @@ class OfflineTeacher:
         shares = list(self.shares)
         if not sample.extra.get("wrong_chains"):
             shares[0], shares[1] = shares[0] + shares[1], 0.0
-        return random.Random(f"{sample.id}/{seed}").choices(VARIANTS, weights=shares)[0]
+        return _rng(f"{sample.id}/{seed}").choices(VARIANTS, weights=shares)[0]
 
     def _chain(self, sample: GroundingSample, seed: Any) -> str:
         right = (sample.cot or "").strip()
         box = format_box(sample.box, self.coords)
         variant = self.variant(sample, seed)
         if variant == "wrong":
-            wrong = random.Random(f"{sample.id}/{seed}/wrong").choice(sample.extra["wrong_chains"])
+            wrong = _rng(f"{sample.id}/{seed}/wrong").choice(sample.extra["wrong_chains"])
             return f"<think>{wrong['cot']}</think><answer>{format_box(wrong['box'], self.coords)}</answer>"
         if variant == "leaky":
             return f"<think>{right} Its box is {box}.</think><answer>{box}</answer>"
