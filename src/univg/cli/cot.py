@@ -181,7 +181,7 @@ def run_generate(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         summary = generator.run()
-    except GenerateError as exc:
+    except (GenerateError, ValueError) as exc:  # ValueError: a ledger or output line that is not ours
         print(f"univg cot generate: {exc}", file=sys.stderr)
         return 2
     except TeacherFatal as exc:

@@ -22,7 +22,9 @@ from typing import Any
 
 from univg.cot.request import Messages
 
-logger = logging.getLogger(__name__)
+# Every retry is logged here, at INFO: `univg cot generate` sends this logger to OUT.log only (a storm of
+# 429s would bury the progress bar).
+retry_logger = logging.getLogger("univg.cot.retries")
 
 RETRIED_STATUS = frozenset({408, 409, 429})
 FATAL_STATUS = frozenset({401, 402, 403, 404})
@@ -218,7 +220,7 @@ class TeacherClient:
 
     def _log_retry(self, state: Any) -> None:
         fault = state.outcome.exception()
-        logger.debug(
+        retry_logger.info(
             "attempt %d failed (%s); retrying in %.3f s",
             state.attempt_number,
             fault,

@@ -21,6 +21,7 @@ the replies already paid for, and every id ends in the output exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,6 +41,7 @@ from univg.cot.client import (
     TeacherClient,
     TeacherFatal,
     TeacherUnavailable,
+    retry_logger,
 )
 from univg.cot.files import AppendLog, drop_cut_last_line, write_jsonl_atomic, write_text_atomic
 from univg.cot.judge import JUDGE_UNPARSEABLE, parse_choice
@@ -323,6 +325,7 @@ class Generator:
         self.api_key = self._api_key()
         self.stats = RunStats()
         self.stopped: str | None = None
+        self.client: TeacherClient | None = None
         self._warned_usage = False
 
     def _api_key(self) -> str | None:
@@ -338,7 +341,12 @@ class Generator:
 
     def _check_settings(self, has_lines: bool) -> None:
         path = sidecar(self.out, "run.json")
-        previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise GenerateError(
+                f"{path}: not the JSON univg cot generate writes ({exc}); use another --out"
+            ) from None
         if previous is not None and has_lines:
             old = previous.get("settings", {})
             changed = [k for k in RESUME_KEYS if old.get(k) != self.settings.get(k)]
@@ -589,8 +597,9 @@ class Generator:
                 reasons[str(record.get("reason"))] += 1
             by_task.setdefault(str(record.get("task")), Counter())[record[STATUS_FIELD]] += 1
         totals = self.ledger.totals
-        self.stats.faults = dict(self.client.faults) if hasattr(self, "client") else {}
-        self.stats.attempts = self.client.attempts if hasattr(self, "client") else 0
+        if self.client is not None:
+            self.stats.faults = dict(self.client.faults)
+            self.stats.attempts = self.client.attempts
         return GenerateSummary(
             out=str(self.out),
             teacher_model=self.config.teacher_model,
@@ -628,24 +637,18 @@ class Generator:
         pending = [s for s in self.samples if s.id not in records]
         self._check_image_root(pending)
         self.ledger = Ledger(sidecar(self.out, "ledger.jsonl"))
-        handler = logging.FileHandler(sidecar(self.out, "log"), encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.setLevel(logging.DEBUG)
-        package = logging.getLogger("univg.cot")
-        previous_level = package.level
-        package.addHandler(handler)
-        package.setLevel(logging.DEBUG)
         started = time.perf_counter()
-        try:
-            asyncio.run(self._run(pending, attempts, records))
-        finally:
-            self.stats.seconds = time.perf_counter() - started
-            self.ledger.close()
-            summary = self._summary(records)
-            self._write_summary(summary)
-            package.removeHandler(handler)
-            package.setLevel(previous_level)
-            handler.close()
+        with _run_log(sidecar(self.out, "log")):
+            try:
+                asyncio.run(self._run(pending, attempts, records))
+            except KeyboardInterrupt:
+                self.stopped = "interrupted"
+                raise
+            finally:
+                self.stats.seconds = time.perf_counter() - started
+                self.ledger.close()
+                summary = self._summary(records)
+                self._write_summary(summary)
         return summary
 
     async def _run(
@@ -693,12 +696,12 @@ class Generator:
                 counts[line[STATUS_FIELD]] += 1
                 self.stats.finished += 1
                 bar.update(1)
-                bar.set_postfix(
-                    verified=counts[VERIFIED],
-                    rejected=counts[REJECTED],
-                    cost=f"${self.budget.spent:.4f}",
-                    refresh=False,
-                )
+                shown = {
+                    "verified": counts[VERIFIED],
+                    "rejected": counts[REJECTED],
+                    "cost": f"${self.budget.spent:.4f}",
+                }
+                bar.set_postfix(shown, refresh=False)  # a dict keeps this order (keywords are sorted)
 
         try:
             workers = [asyncio.ensure_future(worker()) for _ in range(self.config.concurrency)]
@@ -711,6 +714,29 @@ class Generator:
             bar.close()
             output.close()
             await self.client.close()
+
+
+@contextlib.contextmanager
+def _run_log(path: Path) -> Iterator[None]:
+    """During a run, univg.cot's INFO messages and every retry also go to ``OUT.log`` (retries only there)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package, retries = logging.getLogger("univg.cot"), retry_logger
+    saved = (package.level, retries.level, retries.propagate)
+    package.addHandler(handler)
+    package.setLevel(min(package.getEffectiveLevel(), logging.INFO))
+    retries.addHandler(handler)
+    retries.setLevel(logging.INFO)
+    retries.propagate = False
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        retries.removeHandler(handler)
+        package.setLevel(saved[0])
+        retries.setLevel(saved[1])
+        retries.propagate = saved[2]
+        handler.close()
 
 
 def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
