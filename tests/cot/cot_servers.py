@@ -50,7 +50,7 @@ class ServerThread:
 
 @dataclass(frozen=True)
 class Fault:
-    """One injected failure: kind is status, slow, malformed, not_json, no_choices, cut or drop."""
+    """One injected failure: status, slow, malformed, not_json, no_choices, cut, drop or no_usage (a reply without usage)."""
 
     kind: str
     status: int = 200
@@ -161,10 +161,13 @@ class ScriptedTeacher:
     async def _respond(
         self, request: dict[str, Any], fault: Fault | None, writer: asyncio.StreamWriter
     ) -> None:
-        if fault is None or fault.kind == "slow":
+        if fault is None or fault.kind in ("slow", "no_usage"):
             if fault is not None:
                 await asyncio.sleep(fault.delay_s)
-            await self._send(writer, 200, json.dumps(self.teacher.complete(request)).encode())
+            reply = self.teacher.complete(request)
+            if fault is not None and fault.kind == "no_usage":
+                del reply["usage"]
+            await self._send(writer, 200, json.dumps(reply).encode())
         elif fault.kind == "status":
             body = json.dumps({"error": {"message": f"scripted {fault.status}", "type": "scripted"}}).encode()
             await self._send(writer, fault.status, body, dict(fault.headers))

@@ -94,3 +94,25 @@ def test_a_bad_key_stops_the_run_at_once(offline_teacher, samples_file, ids, tmp
                      "--teacher-model", "univg-offline-teacher", "--no-progress"])  # fmt: skip
     assert code == 1 and "refuses every request" in capsys.readouterr().err
     assert out.read_text() == ""
+
+
+def test_requests_refused_again_and_again_stop_the_run(offline_teacher, samples_file, ids, tmp_path, capsys):
+    out = tmp_path / "cot.jsonl"
+    with ScriptedTeacher(offline_teacher, {i: [status(400)] * 5 for i in ids}) as server:
+        code = main(["cot", "generate", "--input", str(samples_file), "--out", str(out), "--teacher-url", server.url,
+                     "--teacher-model", "univg-offline-teacher", "--no-progress", "--concurrency", "2"])  # fmt: skip
+    assert code == 1 and "10 samples in a row refused" in capsys.readouterr().err
+    written = outcomes(out)
+    assert 10 <= len(written) <= 10 + 2 and set(written.values()) == {("rejected", "request_refused")}
+
+
+def test_a_teacher_without_usage_is_charged_the_worst_case(offline_teacher, samples_file, ids, tmp_path):
+    out = tmp_path / "cot.jsonl"
+    with ScriptedTeacher(offline_teacher, {i: [Fault("no_usage")] for i in ids[:2]}) as server:
+        summary = generate(cot_config(samples_file, out, server.url, limit=2, chains=1, max_cost=1.0))
+    ledger = [json.loads(line) for line in sidecar(out, "ledger.jsonl").read_text().splitlines()]
+    assert [r["usage_reported"] for r in ledger] == [False, False] and all(r["cost"] > 0 for r in ledger)
+    assert summary.cost == pytest.approx(sum(r["cost"] for r in ledger)) and summary.complete
+    worst = (1024 * 2.0) / 1e6  # all of max_tokens at $2 per million: the reservation's completion part
+    assert all(r["cost"] > worst for r in ledger)
+    assert "reports no token usage" in sidecar(out, "log").read_text()

@@ -82,6 +82,9 @@ RESUME_KEYS = (
 )
 STOPPED_MAX_COST = "max_cost"
 IMAGE_ROOT_PROBE = 20  # samples checked for their images before the first request
+# This many samples refused in a row (4xx) means the requests are wrong (a parameter, the model), not the
+# samples: the run stops instead of writing a rejection for every sample.
+REFUSED_IN_A_ROW = 10
 
 
 class GenerateError(ValueError):
@@ -678,7 +681,10 @@ class Generator:
         queue: Iterator[GroundingSample] = iter(pending)
         stop = asyncio.Event()
 
+        refused = 0
+
         async def worker() -> None:
+            nonlocal refused
             for sample in queue:
                 if stop.is_set():
                     return
@@ -693,6 +699,13 @@ class Generator:
                     continue
                 output.append(line)
                 records[sample.id] = line
+                refused = refused + 1 if line.get("reason") == REQUEST_REFUSED else 0
+                if refused == REFUSED_IN_A_ROW:
+                    stop.set()
+                    raise TeacherFatal(
+                        f"{refused} samples in a row refused ({line['detail']}); fix the request and rerun with "
+                        f"--retry-rejected {REQUEST_REFUSED}"
+                    )
                 counts[line[STATUS_FIELD]] += 1
                 self.stats.finished += 1
                 bar.update(1)
