@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from univg.cot.runner import GenerateSummary
 
 EXIT_STOPPED = 3  # generate stopped at --max-cost with samples left
 
@@ -194,7 +198,7 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0 if summary.complete else EXIT_STOPPED
 
 
-def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(summary: GenerateSummary) -> None:
     counts = summary.counts
     print(
         f"{summary.out}: {summary.total} samples, {counts.get('verified', 0)} verified, "
