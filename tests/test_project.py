@@ -25,7 +25,7 @@ def test_quickstart_has_exactly_two_commands_and_ci_runs_them():
 
 
 def test_univg_command_answers_help_and_version():
-    for argv in (["--help"], ["--version"], ["data", "--help"], ["train", "--help"]):
+    for argv in (["--help"], ["--version"], ["data", "--help"], ["train", "--help"], ["cot", "--help"]):
         result = subprocess.run(
             [sys.executable, "-m", "univg", *argv], capture_output=True, text=True, check=True, timeout=60
         )

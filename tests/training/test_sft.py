@@ -20,7 +20,12 @@ from univg.data.prompts import answer_text, is_simple_reference, model_image_siz
 from univg.data.schema import GroundingSample, read_jsonl, write_jsonl
 from univg.models.loading import load_model_and_processor
 from univg.training.config import parse_config
-from univg.training.data import conversation_messages, group_turns, load_training_conversations
+from univg.training.data import (
+    conversation_messages,
+    group_turns,
+    load_training_conversations,
+    load_training_samples,
+)
 from univg.training.model_config import model_part
 from univg.training.runner import run_trainer
 from univg.training.sft import (
@@ -125,6 +130,26 @@ def test_mixing_ratios_count_conversations(dialogue_file, synth_dir):
     conversations = load_training_conversations(config)
     assert sum(c[0].id.startswith("dlg") for c in conversations) == 4  # 2 dialogues, twice
     assert sum(c[0].id.startswith("synth") for c in conversations) == 12  # half of 24
+
+
+def test_sft_leaves_out_lines_the_cot_pipeline_rejected(synth_dir, tmp_path, caplog):
+    samples = list(read_jsonl(synth_dir / "train.jsonl"))[:4]
+    path = tmp_path / "cot.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for number, sample in enumerate(samples):
+            status = "rejected" if number % 2 else "verified"
+            record = {
+                "status": status,
+                **sample.to_json(),
+                "images": [str(synth_dir / p) for p in sample.images],
+            }
+            handle.write(json.dumps(record) + "\n")
+    config = sft_config(Path("unused"), [path], Path("unused"))
+    with caplog.at_level(logging.INFO, logger="univg.training.data"):
+        conversations = load_training_conversations(config)
+    assert sorted(c[0].id for c in conversations) == sorted([samples[0].id, samples[2].id])
+    assert "left out 2 lines rejected by univg cot generate" in caplog.text
+    assert len(load_training_samples(config)) == 4  # GRPO needs no chain: every line is a prompt
 
 
 def test_pixel_boxes_refer_to_the_resized_target_image(synth_dir):

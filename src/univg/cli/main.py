@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "univg.cli.train",
     "univg.cli.eval",
     "univg.cli.serve",
+    "univg.cli.cot",
 )
 
 

@@ -16,6 +16,10 @@ from typing import Any
 from univg.core.boxes import box_problem
 
 REQUIRED_FIELDS = ("id", "task", "source", "images", "question", "target_image", "box")
+# Lines written by `univg cot generate` carry a status: "verified" (a checked chain) or "rejected".
+STATUS_FIELD = "status"
+VERIFIED = "verified"
+REJECTED = "rejected"
 
 
 class SampleError(ValueError):
@@ -144,8 +148,8 @@ def write_jsonl(samples: Iterable[GroundingSample], path: str | os.PathLike[str]
     return count
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[GroundingSample]:
-    """Stream samples from a canonical JSON Lines file; bad lines raise `SampleError` with their line."""
+def read_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
+    """Stream (line number, parsed JSON) from a JSON Lines file; invalid JSON raises `SampleError`."""
     with Path(path).open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -156,7 +160,18 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[GroundingSample]:
                 raise SampleError(
                     f"invalid JSON: {exc.msg}", path=str(path), record=f"line {line_number}"
                 ) from None
-            yield GroundingSample.from_json(record, path=str(path), index=line_number)
+            yield line_number, record
+
+
+def is_rejected(record: Any) -> bool:
+    """A line that `univg cot generate` rejected: a valid sample whose chain must not be trained on."""
+    return isinstance(record, dict) and record.get(STATUS_FIELD) == REJECTED
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[GroundingSample]:
+    """Stream samples from a canonical JSON Lines file; bad lines raise `SampleError` with their line."""
+    for line_number, record in read_records(path):
+        yield GroundingSample.from_json(record, path=str(path), index=line_number)
 
 
 def resolve_image(path: str, image_root: str | os.PathLike[str] | None) -> Path:

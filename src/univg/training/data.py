@@ -8,6 +8,7 @@ converter split out of one dialogue train together, in order.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from univg.data.hf import features, to_hf_dataset
 from univg.data.images import probe_image
 from univg.data.prompts import PromptStyle, model_image_size, sample_messages, target_model_size
-from univg.data.schema import GroundingSample, read_jsonl, resolve_image
+from univg.data.schema import GroundingSample, is_rejected, read_records, resolve_image
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 Conversation = list[GroundingSample]  # the turns of one dialogue over the same images, in order
 
 
@@ -85,20 +87,33 @@ def mix_sources(sources: Sequence[Sequence[T]], ratios: Sequence[float] | None, 
     return mixed
 
 
-def read_training_sources(args: TrainingDataArguments) -> list[list[GroundingSample]]:
-    """Read and check the configured JSONL files, one list per file; image paths become absolute."""
+def read_training_sources(
+    args: TrainingDataArguments, *, skip_rejected: bool = False
+) -> list[list[GroundingSample]]:
+    """Read and check the configured JSONL files, one list per file; image paths become absolute.
+
+    With `skip_rejected` (SFT), lines that `univg cot generate` rejected are left out: their chain
+    failed verification, so a CoT file trains on its verified lines only.
+    """
     if not args.train_files:
         raise ValueError("no training data: set train_files to one or more canonical JSONL files")
     sources = []
     for path in args.train_files:
         root = Path(args.image_root) if args.image_root else Path(path).parent
         samples = []
-        for sample in read_jsonl(path):
+        skipped = 0
+        for line_number, record in read_records(path):
+            if skip_rejected and is_rejected(record):
+                skipped += 1
+                continue
+            sample = GroundingSample.from_json(record, path=str(path), index=line_number)
             problem = sample.problem()
             if problem is not None:
                 raise ValueError(f"{path}: sample {sample.id}: field {problem[0]!r}: {problem[1]}")
             sample.images = [str(resolve_image(p, root)) for p in sample.images]
             samples.append(sample)
+        if skipped:
+            logger.info("%s: left out %d lines rejected by univg cot generate", path, skipped)
         sources.append(samples)
     return sources
 
@@ -157,7 +172,7 @@ def load_training_conversations(
     """
     sources = [
         group_turns(samples) if multi_turn else [[s] for s in samples]
-        for samples in read_training_sources(args)
+        for samples in read_training_sources(args, skip_rejected=True)
     ]
     mixed = mix_sources(sources, args.train_ratios, args.data_seed_mix)
     return mixed[: args.max_train_samples] if args.max_train_samples is not None else mixed
