@@ -31,7 +31,7 @@ def test_resized_image_is_a_fixed_point():
 
 def test_core_imports_no_torch_and_nothing_of_ours_outside_core():
     code = (
-        "import sys, univg.core.boxes, univg.core.parsing, univg.core.rewards, univg.core.difficulty, "
+        "import sys, univg.core.boxes, univg.core.parsing, univg.core.rewards, univg.core.phi, "
         "univg.core.metrics, univg.core.resize\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'numpy') or "
         "(m.startswith('univg.') and not m.startswith('univg.core'))]\n"

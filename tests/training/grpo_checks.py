@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from univg.core.difficulty import weight
+from univg.core.phi import phi
 from univg.models.loading import load_model_and_processor
 from univg.training.data import load_training_samples, trl_dataset
 from univg.training.grpo import DifficultyAwareGRPOTrainer, UniVGGRPOConfig
@@ -87,7 +87,7 @@ def check_weights_on_one_batch(trainer: DifficultyAwareGRPOTrainer) -> dict[str,
     group_means = grouped.mean(dim=1)
     stock_advantages = ((grouped - group_means[:, None]) / (grouped.std(dim=1)[:, None] + 1e-4)).flatten()
     expected_all = stock_advantages * torch.tensor(
-        [weight(m, trainer.args.difficulty_weighting) for m in group_means.tolist()]
+        [phi(m, trainer.args.difficulty_weighting) for m in group_means.tolist()]
     ).repeat_interleave(NUM_GENERATIONS)
     start = trainer.accelerator.process_index * len(batch)
     expected_local = expected_all[start : start + len(batch)]

@@ -26,14 +26,14 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from univg.core.boxes import CoordSystem
-from univg.core.difficulty import WEIGHT_KINDS
+from univg.core.phi import PHI_KINDS, phi_formula
 from univg.core.rewards import REWARD_FUNCTIONS
 from univg.training.data import (
     TrainingDataArguments,
     load_training_samples,
     trl_dataset,
 )
-from univg.training.difficulty import GroupDifficulty, group_difficulty
+from univg.training.group_difficulty import GroupDifficulty, group_difficulty
 from univg.training.model_config import UniVGModelConfig, frozen_parts, load_training_model
 from univg.training.runner import ExactResumeMixin, TrainResult, run_trainer
 
@@ -80,7 +80,7 @@ class UniVGGRPOConfig(TrainingDataArguments, UniVGModelConfig, GRPOConfig):
         },
     )
     difficulty_weighting: str = field(
-        default="exp", metadata={"help": f"phi applied to the group mIoU: one of {', '.join(WEIGHT_KINDS)}"}
+        default="exp", metadata={"help": f"phi applied to the group mIoU: one of {', '.join(PHI_KINDS)}"}
     )
     difficulty_reward: str = field(
         default="accuracy", metadata={"help": "the reward whose group mean is the mIoU that phi reads"}
@@ -99,9 +99,9 @@ class UniVGGRPOConfig(TrainingDataArguments, UniVGModelConfig, GRPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.difficulty_weighting not in WEIGHT_KINDS:
+        if self.difficulty_weighting not in PHI_KINDS:
             raise ValueError(
-                f"difficulty_weighting must be one of {WEIGHT_KINDS}, got {self.difficulty_weighting!r}"
+                f"difficulty_weighting must be one of {PHI_KINDS}, got {self.difficulty_weighting!r}"
             )
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(
@@ -165,13 +165,11 @@ def objective_departures(config: UniVGGRPOConfig) -> list[str]:
 
 def objective_summary(config: UniVGGRPOConfig, num_processes: int = 1) -> str:
     """One line that says which objective a run optimises, departures included."""
-    phi = {
-        "none": "1 (plain GRPO)",
-        "exp": "exp(1 - mIoU)",
-        "log": "-log(mIoU)",
-        "square": "(1 - mIoU)^2",
-        "power": f"(1 + {config.difficulty_eps} - mIoU)^{config.difficulty_power}",
-    }[config.difficulty_weighting]
+    phi = phi_formula(
+        config.difficulty_weighting,  # type: ignore[arg-type]
+        eps=config.difficulty_eps,
+        power=config.difficulty_power,
+    )
     kl = (
         "none"
         if config.beta == 0

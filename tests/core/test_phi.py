@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from univg.core.difficulty import LOG_FLOOR, bucket, bucket_shares, group_means, weight
+from univg.core.phi import LOG_FLOOR, PHI_KINDS, bucket, bucket_shares, phi, phi_formula
 
 
 @pytest.mark.parametrize(
@@ -24,22 +24,22 @@ from univg.core.difficulty import LOG_FLOOR, bucket, bucket_shares, group_means,
         (float("nan"), "exp", math.e),
     ],
 )
-def test_weight_table(miou, kind, expected):
-    assert weight(miou, kind) == pytest.approx(expected)
+def test_phi_table(miou, kind, expected):
+    assert phi(miou, kind) == pytest.approx(expected)
 
 
 def test_power_parameters():
-    assert weight(0.5, "power", eps=0.1, power=2.0) == pytest.approx(0.6**2)
+    assert phi(0.5, "power", eps=0.1, power=2.0) == pytest.approx(0.6**2)
     with pytest.raises(ValueError, match="unknown difficulty weighting"):
-        weight(0.5, "cubic")
+        phi(0.5, "cubic")
 
 
 @given(st.floats(0, 1), st.floats(0, 1))
 def test_harder_groups_never_weigh_less(a, b):
     low, high = sorted((a, b))
     for kind in ("exp", "log", "square", "power"):
-        assert weight(low, kind) >= weight(high, kind)
-        assert math.isfinite(weight(low, kind))
+        assert phi(low, kind) >= phi(high, kind)
+        assert math.isfinite(phi(low, kind))
 
 
 @pytest.mark.parametrize(
@@ -49,13 +49,22 @@ def test_buckets(miou, expected):
     assert bucket(miou) == expected
 
 
-def test_group_means_and_shares():
-    rewards = [1.0, 0.8, 0.9, 0.9, 0.5, 0.5, 0.4, 0.6, 0.0, 0.1, 0.0, 0.1]
-    means = group_means(rewards, 4)
-    assert means == pytest.approx([0.9, 0.5, 0.05])
-    shares = bucket_shares(means)
-    assert shares == pytest.approx({"easy": 1 / 3, "medium": 1 / 3, "hard": 1 / 3})
+def test_bucket_shares():
+    assert bucket_shares([0.9, 0.5, 0.05]) == pytest.approx({"easy": 1 / 3, "medium": 1 / 3, "hard": 1 / 3})
     assert sum(bucket_shares([0.1, 0.9]).values()) == pytest.approx(1.0)
     assert bucket_shares([]) == {"easy": 0.0, "medium": 0.0, "hard": 0.0}
-    with pytest.raises(ValueError, match="groups of 5"):
-        group_means(rewards, 5)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("none", "1 (plain GRPO)"), ("exp", "exp(1 - mIoU)"), ("power", "(1 + 0.1 - mIoU)^2.0")],
+)
+def test_phi_formula(kind, expected):
+    assert phi_formula(kind, eps=0.1, power=2.0) == expected
+
+
+def test_every_phi_has_a_formula():
+    for kind in PHI_KINDS:
+        assert phi_formula(kind)
+    with pytest.raises(ValueError, match="unknown difficulty weighting"):
+        phi_formula("cubic")

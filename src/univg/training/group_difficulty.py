@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from univg.core.difficulty import BUCKETS, WeightKind, bucket, weight
+from univg.core.phi import PhiKind, bucket_shares, phi
 
 
 @dataclass
@@ -29,7 +29,7 @@ class GroupDifficulty:
 def group_difficulty(
     accuracy: torch.Tensor,
     num_generations: int,
-    kind: WeightKind,
+    kind: PhiKind,
     *,
     eps: float = 0.0,
     power: float = 1.0,
@@ -42,14 +42,12 @@ def group_difficulty(
     grouped = torch.nan_to_num(accuracy.detach().float(), nan=0.0).view(-1, num_generations)
     mious = grouped.mean(dim=1)
     group_weights = torch.tensor(
-        [weight(m, kind, eps=eps, power=power) for m in mious.tolist()], dtype=accuracy.dtype
+        [phi(m, kind, eps=eps, power=power) for m in mious.tolist()], dtype=accuracy.dtype
     ).to(accuracy.device)
-    buckets = [bucket(m) for m in mious.tolist()]
-    shares = {name: buckets.count(name) / len(buckets) for name in BUCKETS}
     zero_variance = (grouped.max(dim=1).values - grouped.min(dim=1).values).abs() < 1e-8
     return GroupDifficulty(
         weights=group_weights.repeat_interleave(num_generations),
         group_mious=mious,
-        bucket_shares=shares,
+        bucket_shares=dict(bucket_shares(mious.tolist())),
         zero_variance_share=zero_variance.float().mean().item(),
     )

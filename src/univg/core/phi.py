@@ -1,4 +1,4 @@
-"""Difficulty-aware weighting (UniVG-R1 section 3.3).
+"""phi, the difficulty weight of UniVG-R1 section 3.3, and the paper's easy / medium / hard buckets.
 
 Each completion's policy term is multiplied by phi(mIoU), where mIoU is the mean accuracy reward of
 its own prompt group. Hard groups (low mIoU) get larger weights, so the model keeps learning from the
@@ -11,8 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-WeightKind = Literal["none", "exp", "log", "square", "power"]
-WEIGHT_KINDS: tuple[WeightKind, ...] = ("none", "exp", "log", "square", "power")
+PhiKind = Literal["none", "exp", "log", "square", "power"]
+PHI_KINDS: tuple[PhiKind, ...] = ("none", "exp", "log", "square", "power")
 Bucket = Literal["easy", "medium", "hard"]
 BUCKETS: tuple[Bucket, ...] = ("easy", "medium", "hard")
 
@@ -24,7 +24,7 @@ EASY_ABOVE = 0.7
 HARD_BELOW = 0.3
 
 
-def weight(miou: float, kind: WeightKind = "exp", *, eps: float = 0.0, power: float = 1.0) -> float:
+def phi(miou: float, kind: PhiKind = "exp", *, eps: float = 0.0, power: float = 1.0) -> float:
     """phi(mIoU) for one group.
 
     - ``none``: 1
@@ -48,7 +48,21 @@ def weight(miou: float, kind: WeightKind = "exp", *, eps: float = 0.0, power: fl
         if base < 0:
             raise ValueError(f"power weighting needs 1 + eps - mIoU >= 0, got eps={eps}, mIoU={m}")
         return base**power
-    raise ValueError(f"unknown difficulty weighting {kind!r}; expected one of {WEIGHT_KINDS}")
+    raise ValueError(f"unknown difficulty weighting {kind!r}; expected one of {PHI_KINDS}")
+
+
+def phi_formula(kind: PhiKind, *, eps: float = 0.0, power: float = 1.0) -> str:
+    """phi written out, for the lines that tell a user which objective a run optimises."""
+    formulas = {
+        "none": "1 (plain GRPO)",
+        "exp": "exp(1 - mIoU)",
+        "log": "-log(mIoU)",
+        "square": "(1 - mIoU)^2",
+        "power": f"(1 + {eps} - mIoU)^{power}",
+    }
+    if kind not in formulas:
+        raise ValueError(f"unknown difficulty weighting {kind!r}; expected one of {PHI_KINDS}")
+    return formulas[kind]
 
 
 def bucket(miou: float) -> Bucket:
@@ -58,17 +72,6 @@ def bucket(miou: float) -> Bucket:
     if miou < HARD_BELOW:
         return "hard"
     return "medium"
-
-
-def group_means(rewards: Sequence[float], group_size: int) -> list[float]:
-    """Mean reward of each consecutive group of `group_size` completions (TRL's layout)."""
-    if group_size <= 0:
-        raise ValueError(f"group size must be positive, got {group_size}")
-    if len(rewards) % group_size:
-        raise ValueError(f"{len(rewards)} rewards do not split into groups of {group_size}")
-    return [
-        sum(rewards[start : start + group_size]) / group_size for start in range(0, len(rewards), group_size)
-    ]
 
 
 def bucket_shares(mious: Sequence[float]) -> dict[Bucket, float]:
