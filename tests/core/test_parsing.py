@@ -3,6 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from univg.core.parsing import (
+    answer_image,
     extract_answer_text,
     extract_box,
     extract_boxes,
@@ -163,6 +164,21 @@ def test_image_references(text, expected):
 )
 def test_extract_target_image(text, expected):
     assert extract_target_image(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("named", "num_images", "expected"),
+    [
+        (None, 1, 0),  # a single image needs no name
+        (None, 3, None),  # several and none named: unknown
+        (1, 3, 1),
+        (0, 1, 0),
+        (2, 1, None),  # names an image that is not there, even when there is only one
+        (3, 3, None),
+    ],
+)
+def test_answer_image(named, num_images, expected):
+    assert answer_image(named, num_images) == expected
 
 
 def test_extract_boxes_lists_every_box_in_order():

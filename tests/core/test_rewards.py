@@ -1,5 +1,6 @@
 import pytest
 
+from univg.core.parsing import read_box
 from univg.core.rewards import (
     REWARD_FUNCTIONS,
     accuracy_reward,
@@ -7,7 +8,6 @@ from univg.core.rewards import (
     completion_text,
     format_loose_reward,
     format_reward,
-    read_box,
 )
 
 GT = [0.1, 0.2, 0.5, 0.6]

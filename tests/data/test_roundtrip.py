@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from univg.core.boxes import CoordSystem
+from univg.core.boxes import CoordSystem, box_to_pixels, to_normalized
 from univg.core.parsing import extract_box, is_loose_format
 from univg.data.convert import convert_file
 from univg.data.images import load_image
@@ -18,8 +18,6 @@ from univg.data.prompts import (
     COT_SUFFIX,
     SIMPLE_REFERENCE_PREFIX,
     answer_text,
-    box_from_model,
-    box_to_pixels,
     model_image_size,
     sample_messages,
 )
@@ -55,7 +53,7 @@ def test_round_trip_through_the_prompt(converted: list[GroundingSample], coords:
         loaded = load_image(sample.target_path)
         size = loaded.resized_size if coords == "pixels" else None
         assert model_image_size(tuple(sample.extra["target_size"])) == loaded.resized_size
-        back = box_from_model(written, coords, size)
+        back = to_normalized(written, coords, size)
         tolerance = 0.5 / min(size) if size else 0.5 / 1000
         assert back == pytest.approx(sample.box, abs=tolerance + 1e-12)
         x1, _, x2, _ = box_to_pixels(back, loaded.original_size)
@@ -131,4 +129,4 @@ def test_any_box_survives_the_trip_within_rounding(box: tuple, width: int, heigh
         for style, box_tags in (("univg", False), ("univg", True), ("plain", None), ("plain", False)):
             text = answer_text(box, coords=coords, size=size, think="t", style=style, box_tags=box_tags)
             written = extract_box(text, "first" if style == "plain" else "answer" if box_tags else "strict")
-            assert box_from_model(written, coords, size) == pytest.approx(box, abs=tolerance + 1e-12)
+            assert to_normalized(written, coords, size) == pytest.approx(box, abs=tolerance + 1e-12)

@@ -280,13 +280,19 @@ def test_read_answer_unknown_target_among_several_images():
     assert qwen2_pixels is None
 
 
-def test_read_answer_single_image_needs_no_name_and_ignores_a_wrong_one():
+def test_read_answer_single_image_needs_no_name_but_a_wrong_one_leaves_the_box_unplaced():
+    """The scorer's image check fails the same answer: the box is in no image the request has."""
     images = _loaded((200, 100))
     _, _, pixels, target, named = read_answer(
+        "<answer>(0, 0), (500, 500)</answer>", images, CoordSystem.QWEN2VL
+    )
+    assert (target, named) == (0, None)
+    assert pixels == pytest.approx((0, 0, 100, 50))
+    _, box, pixels, target, named = read_answer(
         "<answer>third image (0, 0), (500, 500)</answer>", images, CoordSystem.QWEN2VL
     )
-    assert (target, named) == (0, 2)
-    assert pixels == pytest.approx((0, 0, 100, 50))
+    assert (target, named, pixels) == (None, 2, None)
+    assert box == pytest.approx((0.0, 0.0, 0.5, 0.5))
 
 
 def test_qwen25_models_predict_through_the_same_path(tmp_path, images):

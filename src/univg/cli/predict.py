@@ -103,13 +103,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unplaced(prediction: Prediction) -> str:
+    """Why the box is in no known image."""
+    if prediction.named_image is not None:
+        return f"the model names image {prediction.named_image + 1} of {len(prediction.images)}"
+    return "the model did not say which image it is in"
+
+
 def _summary(prediction: Prediction) -> str:
     if prediction.raw_box is None:
         return "box: none found in the answer"
     if prediction.box is None:
-        return f"box: {prediction.raw_box} as written; the model did not say which image it is in"
+        return f"box: {prediction.raw_box} as written; {_unplaced(prediction)}"
     where = prediction.target_image
-    image = f"image {where + 1} ({prediction.images[where]})" if where is not None else "an unnamed image"
+    image = (
+        f"image {where + 1} ({prediction.images[where]})"
+        if where is not None
+        else f"no known image ({_unplaced(prediction)})"
+    )
     lines = [f"box: {tuple(round(v, 4) for v in prediction.box)} (0..1) in {image}"]
     if prediction.box_pixels is not None:
         lines.append(f"pixels: {tuple(round(v, 1) for v in prediction.box_pixels)}")

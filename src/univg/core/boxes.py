@@ -187,6 +187,13 @@ def from_normalized(
     return tuple(round(v) for v in scaled)
 
 
+def box_to_pixels(box: Sequence[float], original_size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A canonical box in (unrounded) pixels of the original image, for drawing and for users."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    width, height = original_size
+    return (x1 * width, y1 * height, x2 * width, y2 * height)
+
+
 def coordinate_limit(system: CoordSystem | str, size: tuple[int, int] | None = None) -> tuple[float, float]:
     """The largest x and y a box may have in `system` (1, 1000 or the image size)."""
     return _scales(CoordSystem.parse(system), size)

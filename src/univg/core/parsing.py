@@ -1,7 +1,9 @@
 """Reading boxes and image references out of model text.
 
-One parser for the whole project: the accuracy reward, the format reward, the evaluator, the
-predictor and the server all call `extract_box`, so a reward and a benchmark score cannot disagree.
+One parser for the whole project: the accuracy reward, the format reward, the scorer and the
+predictor all call `extract_box`, so a reward and a benchmark score cannot disagree. `read_box` is the
+one way from a model's text to a canonical box, and `answer_image` the one answer to "which image is
+that box in".
 
 Modes of `extract_box`:
 - ``"strict"``: the whole response must be the paper's ``<think>...</think><answer>(x1, y1), (x2, y2)
@@ -12,13 +14,17 @@ Modes of `extract_box`:
 - ``"first"``: the first box anywhere in the text, as the official UniVG-R1 evaluation does (it will
   happily read a box that only appears inside ``<think>``).
 
-Boxes are returned exactly as written: the caller converts them from the model's coordinate system.
+`extract_box` returns boxes exactly as written; `read_box` converts them from the model's coordinate
+system.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
+
+from univg.core.boxes import CoordSystem, to_normalized
 
 ParseMode = Literal["strict", "answer", "first"]
 PARSE_MODES: tuple[ParseMode, ...] = ("strict", "answer", "first")
@@ -104,6 +110,24 @@ def extract_box(text: str, mode: ParseMode = "answer") -> BoxTuple | None:
     raise ValueError(f"unknown parse mode {mode!r}; expected one of {PARSE_MODES}")
 
 
+def read_box(
+    text: str,
+    mode: ParseMode = "answer",
+    coords: CoordSystem | str = CoordSystem.QWEN2VL,
+    image_size: Sequence[int] | None = None,
+) -> BoxTuple | None:
+    """The box a response gives, in canonical 0..1; None when there is none or it cannot be converted
+    (pixel coordinates without the (width, height) of the resized image they refer to)."""
+    written = extract_box(text, mode)
+    if written is None:
+        return None
+    size = (int(image_size[0]), int(image_size[1])) if image_size is not None else None
+    try:
+        return to_normalized(written, coords, size)
+    except ValueError:
+        return None
+
+
 def extract_answer_text(text: str) -> str | None:
     """The content of the first ``<answer>`` tag, or None."""
     if not isinstance(text, str):
@@ -170,3 +194,15 @@ def extract_target_image(text: str) -> int | None:
             if refs:
                 return refs[-1]
     return None
+
+
+def answer_image(named: int | None, num_images: int) -> int | None:
+    """The image a response's box is in, given the image it names (`extract_target_image`).
+
+    The named image when there is one, else the only image; None when the response names an image
+    that is not there, or names none of several. The predictor places boxes with this and the
+    scorer's image check asks it, so what a user is shown is what is scored.
+    """
+    if named is None:
+        return 0 if num_images == 1 else None
+    return named if 0 <= named < num_images else None

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from univg.core.boxes import CoordSystem, iou, to_normalized
-from univg.core.parsing import ParseMode, extract_box, is_loose_format, is_strict_format
+from univg.core.boxes import CoordSystem, iou
+from univg.core.parsing import ParseMode, is_loose_format, is_strict_format, read_box
 
 
 def completion_text(completion: Any) -> str:
@@ -47,24 +47,6 @@ def _column(values: Sequence[Any] | None, index: int, default: Any) -> Any:
         return default
     value = values[index]
     return default if value is None else value
-
-
-def read_box(
-    text: str,
-    mode: ParseMode = "answer",
-    coords: CoordSystem | str = CoordSystem.QWEN2VL,
-    image_size: Sequence[int] | None = None,
-) -> tuple[float, float, float, float] | None:
-    """The box a response gives, in canonical 0..1; None when there is none or it cannot be converted
-    (pixel coordinates without the image size)."""
-    predicted = extract_box(text, mode)
-    if predicted is None:
-        return None
-    size = (int(image_size[0]), int(image_size[1])) if image_size is not None else None
-    try:
-        return to_normalized(predicted, coords, size)
-    except ValueError:
-        return None
 
 
 def box_iou(

@@ -21,7 +21,6 @@ from univg.core.boxes import CoordSystem, from_normalized, iou
 from univg.core.parsing import extract_boxes, extract_target_image, is_strict_format
 from univg.core.rewards import read_box
 from univg.data.schema import GroundingSample
-from univg.evaluation.scoring import accepted_images
 
 FORMAT = "format"
 BOX_MISMATCH = "box_mismatch"
@@ -136,7 +135,7 @@ def verify_response(
     leak = find_leak(think, sample.box, coords) if think else None
     if leak:
         problems[LEAK] = leak
-    if named is not None and len(sample.images) > 1 and named not in accepted_images(sample):
+    if named is not None and len(sample.images) > 1 and named not in sample.accepted_images:
         problems[WRONG_IMAGE] = f"names image {named + 1}, the object is in image {sample.target_image + 1}"
     failed = tuple(check for check in CHECKS if check in problems)
     first = failed[0] if failed else None

@@ -69,7 +69,7 @@ def sample_row(
         "prompt": messages[:1],
         "solution": [float(v) for v in sample.box],
         "target_image": sample.target_image,
-        "target_images": list(sample.extra.get("target_images", [sample.target_image])),
+        "target_images": sample.accepted_images,
     }
     if with_answer:
         row["completion"] = messages[1:]

@@ -1,8 +1,9 @@
-"""The one prompt builder: training, evaluation, inference and the server all call it.
+"""The one prompt builder: training, evaluation and inference all call it.
 
 Messages use the Hugging Face multimodal chat format (``{"type": "image"}`` placeholders followed by
 the text), which both TRL's trainers and Qwen2-VL's chat template understand. Boxes go into the text
-in the model's own coordinate system and come back out through `box_from_model`.
+in the model's own coordinate system (`format_box`) and come back out through
+`univg.core.parsing.read_box`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
-from univg.core.boxes import CoordSystem, from_normalized, to_normalized
+from univg.core.boxes import CoordSystem, from_normalized
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
 from univg.data.schema import GroundingSample
 
@@ -172,17 +173,3 @@ def sample_messages(
     return build_messages(
         len(sample.images), sample.question, style=style, simple_reference=simple, answer=answer
     )
-
-
-def box_from_model(
-    box: Sequence[float], coords: CoordSystem | str = CoordSystem.QWEN2VL, size: tuple[int, int] | None = None
-) -> tuple[float, float, float, float]:
-    """A box as the model wrote it, back to canonical 0..1 (the inverse of `format_box`)."""
-    return to_normalized(box, coords, size)
-
-
-def box_to_pixels(box: Sequence[float], original_size: tuple[int, int]) -> tuple[float, float, float, float]:
-    """A canonical box in pixels of the original (un-resized) image, for drawing and users."""
-    x1, y1, x2, y2 = from_normalized(box, CoordSystem.NORMALIZED)
-    width, height = original_size
-    return (x1 * width, y1 * height, x2 * width, y2 * height)

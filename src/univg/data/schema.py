@@ -66,6 +66,12 @@ class GroundingSample:
     def target_path(self) -> str:
         return self.images[self.target_image]
 
+    @property
+    def accepted_images(self) -> list[int]:
+        """Images the box is right in: the target, or every image of a pair with the same geometry
+        (a reader lists those in ``extra["target_images"]``, as MIG-Bench's diff task does)."""
+        return [int(i) for i in self.extra.get("target_images", [self.target_image])]
+
     def problem(self) -> tuple[str, str] | None:
         """(field, reason) for the first thing wrong with this sample, or None when it is usable."""
         if not self.images:

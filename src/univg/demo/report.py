@@ -142,7 +142,7 @@ def write_figures(results: DemoResults, folder: Path) -> dict[str, Path]:
 
 
 def _panel(image: Any, box: list[float] | None, colour: str, label: str) -> Any:
-    from univg.data.prompts import box_to_pixels
+    from univg.core.boxes import box_to_pixels
     from univg.inference.draw import draw_box
 
     big = image.resize((image.width * SCALE, image.height * SCALE))

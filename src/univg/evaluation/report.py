@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from univg.core.boxes import box_to_pixels
 from univg.core.metrics import METRIC_NAMES
 from univg.core.parsing import PARSE_MODES
-from univg.data.prompts import box_to_pixels
 from univg.data.schema import GroundingSample, resolve_image
 from univg.evaluation.benchmarks import BenchmarkData
 from univg.evaluation.paper import PAPER_MODELS, table_for
-from univg.evaluation.scoring import SampleScore, Scores, accepted_images, id_order
+from univg.evaluation.scoring import SampleScore, Scores, id_order
 
 RESULTS_FILE = "results.json"
 REPORT_MD = "report.md"
@@ -286,7 +286,7 @@ def _example(score: SampleScore, sample: GroundingSample, parse: str, root: Path
     box = score.boxes.get(parse)
     target = sample.target_image
     named = score.named_image
-    elsewhere = named is not None and named not in accepted_images(sample) and 0 <= named < len(sample.images)
+    elsewhere = score.box_image is not None and score.box_image not in sample.accepted_images
     figures = [
         _figure(
             _drawn(sample, target, root, True, None if elsewhere else box),
@@ -295,7 +295,10 @@ def _example(score: SampleScore, sample: GroundingSample, parse: str, root: Path
     ]
     if elsewhere and box is not None:
         figures.append(
-            _figure(_drawn(sample, named, root, False, box), f"image {named + 1} (named by the answer)")
+            _figure(
+                _drawn(sample, score.box_image, root, False, box),
+                f"image {score.box_image + 1} (named by the answer)",
+            )
         )
     ious = ", ".join(f"{mode} {score.ious[mode]:.3f}" for mode in PARSE_MODES)
     if score.response is None:

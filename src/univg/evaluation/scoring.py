@@ -3,8 +3,8 @@
 One response is read three ways (see `univg.core.parsing`): ``strict`` (the paper's format),
 ``answer`` (the box in the answer tag, our default) and ``first`` (the first box anywhere, which is
 what the official evaluation scripts do). The image-checked score also requires the image the
-response names, when it names one, to be the target (for MIG-Bench diff pairs either image is
-right). Samples with no prediction count as wrong and are listed; records whose ground truth is
+response names, when it names one, to be the target (`answer_image`: an image that is not there
+fails; for MIG-Bench diff pairs either image is right). Samples with no prediction count as wrong and are listed; records whose ground truth is
 invalid are excluded and listed. Numbers are percent, averages are macro over tasks.
 """
 
@@ -15,9 +15,8 @@ from typing import Any
 
 from univg.core.boxes import CoordSystem, iou
 from univg.core.metrics import GroundingMetrics
-from univg.core.parsing import PARSE_MODES, BoxTuple, ParseMode, extract_target_image
+from univg.core.parsing import PARSE_MODES, BoxTuple, ParseMode, answer_image, extract_target_image, read_box
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
-from univg.core.rewards import read_box
 from univg.data.prompts import target_model_size
 from univg.data.schema import GroundingSample
 from univg.evaluation.benchmarks import BenchmarkData
@@ -27,11 +26,6 @@ from univg.evaluation.predictions import PredictionSet
 def id_order(sample_id: str) -> tuple[bool, int, str]:
     """Sort key that puts positional ids ("2" before "10") in numeric order."""
     return (not sample_id.isdigit(), int(sample_id) if sample_id.isdigit() else 0, sample_id)
-
-
-def accepted_images(sample: GroundingSample) -> list[int]:
-    """Images a box may be in: the target, or every image of a pair with the same geometry."""
-    return [int(i) for i in sample.extra.get("target_images", [sample.target_image])]
 
 
 @dataclass
@@ -45,6 +39,7 @@ class SampleScore:
     ious: dict[str, float]
     boxes: dict[str, BoxTuple | None]  # the box each mode read, canonical 0..1
     named_image: int | None
+    box_image: int | None  # the image the box is in (`answer_image`), None when unknown
     image_ok: bool  # names no image, or names an accepted one
 
     def checked_iou(self, mode: str) -> float:
@@ -119,14 +114,15 @@ def score_sample(
     """One sample under every parse mode; `size` is the resized target image (pixel coordinates)."""
     if record is None:
         zero = dict.fromkeys(PARSE_MODES, 0.0)
-        return SampleScore(sample.id, task, None, None, zero, dict.fromkeys(PARSE_MODES), None, False)
+        return SampleScore(sample.id, task, None, None, zero, dict.fromkeys(PARSE_MODES), None, None, False)
     text = str(record.get("response") or "")
     boxes = {mode: read_box(text, mode, coords, size) for mode in PARSE_MODES}
     ious = {mode: iou(box, sample.box) if box is not None else 0.0 for mode, box in boxes.items()}
     named = extract_target_image(text)
+    placed = answer_image(named, len(sample.images))
     error = str(record["error"]) if "error" in record else None
-    image_ok = named is None or named in accepted_images(sample)
-    return SampleScore(sample.id, task, text, error, ious, boxes, named, image_ok)
+    image_ok = named is None or placed in sample.accepted_images
+    return SampleScore(sample.id, task, text, error, ious, boxes, named, placed, image_ok)
 
 
 def require_sizes(data: BenchmarkData, coords: CoordSystem | str) -> None:

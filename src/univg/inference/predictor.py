@@ -1,8 +1,8 @@
 """Batched multi-image grounding: requests in, raw text plus a box in the target image out.
 
-The CLI, the evaluator, the server and the demo all predict through `Predictor`, so they see the
-same prompts (the one prompt builder), the same pixels (the one image loader) and the same box
-reading (the one parser). Requests run in batches with left padding, so a batched greedy answer is
+The CLI, the evaluator and the demo all predict through `Predictor`, so they see the same prompts
+(the one prompt builder), the same pixels (the one image loader) and the same box reading (the one
+parser, `read_box`, and `answer_image` for the image the box is in). Requests run in batches with left padding, so a batched greedy answer is
 the answer the request gets on its own.
 """
 
@@ -14,11 +14,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from univg.core.boxes import CoordSystem
-from univg.core.parsing import BoxTuple, ParseMode, extract_box, extract_target_image, is_strict_format
+from univg.core.boxes import CoordSystem, box_to_pixels
+from univg.core.parsing import (
+    BoxTuple,
+    ParseMode,
+    answer_image,
+    extract_box,
+    extract_target_image,
+    is_strict_format,
+    read_box,
+)
 from univg.core.resize import image_token_count
 from univg.data.images import DEFAULT_NUM_FRAMES, ImageSource, LoadedImage, load_image, load_video_frames
-from univg.data.prompts import Messages, PromptStyle, box_from_model, box_to_pixels, build_messages
+from univg.data.prompts import Messages, PromptStyle, build_messages
 
 if TYPE_CHECKING:
     from transformers import BatchFeature
@@ -111,7 +119,8 @@ class Prediction:
 
     `raw_box` is the box as written. `box` is canonical (0..1 of the target image) and `box_pixels`
     is in pixels of the original target image; both are None when no box was found or the target
-    image is unknown (several images, none named by the model, and a family that writes pixels).
+    image is unknown (several images and none named, or an image named that is not there) and the
+    family writes pixels. `box_pixels` needs a known target in any family.
     """
 
     id: str | None
@@ -119,7 +128,7 @@ class Prediction:
     raw_box: BoxTuple | None
     box: BoxTuple | None
     box_pixels: BoxTuple | None
-    target_image: int | None  # the image the box is in: the one the model names, or the only one
+    target_image: int | None  # the image the box is in (`answer_image`): the one named, or the only one
     named_image: int | None  # the image the model names, as it names it (may be out of range)
     format_ok: bool  # the whole response is <think>...</think><answer>ONE BOX</answer>
     images: list[str]
@@ -167,20 +176,9 @@ def read_answer(
     the resized size of the target image, so they are converted only when the target is known.
     """
     named = extract_target_image(text)
-    if len(images) == 1:
-        target: int | None = 0
-    elif named is not None and 0 <= named < len(images):
-        target = named
-    else:
-        target = None
+    target = answer_image(named, len(images))
     raw = extract_box(text, parse_mode)
-    if raw is None:
-        return Answer(None, None, None, target, named)
-    box: BoxTuple | None = None
-    if coords is not CoordSystem.PIXELS:
-        box = box_from_model(raw, coords)
-    elif target is not None:
-        box = box_from_model(raw, coords, images[target].resized_size)
+    box = read_box(text, parse_mode, coords, images[target].resized_size if target is not None else None)
     pixels = (
         box_to_pixels(box, images[target].original_size) if box is not None and target is not None else None
     )

@@ -24,9 +24,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
+from univg.core.boxes import box_to_pixels
 from univg.core.parsing import extract_target_image
 from univg.data.images import LoadedImage
-from univg.data.prompts import box_to_pixels
 from univg.inference.predictor import GenerationOptions, Prediction, Predictor, Request
 from univg.serving.config import ServeConfig
 from univg.serving.metrics import ServerMetrics
