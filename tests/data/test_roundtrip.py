@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 
 from univg.core.boxes import CoordSystem, box_to_pixels, to_normalized
 from univg.core.parsing import extract_box, is_loose_format
+from univg.core.resize import resized_size
 from univg.data.convert import convert_file
 from univg.data.images import load_image
 from univg.data.prompts import (
     COT_SUFFIX,
     SIMPLE_REFERENCE_PREFIX,
     answer_text,
-    model_image_size,
     sample_messages,
 )
 from univg.data.schema import GroundingSample, read_jsonl
@@ -52,7 +52,7 @@ def test_round_trip_through_the_prompt(converted: list[GroundingSample], coords:
         assert written is not None, answer
         loaded = load_image(sample.target_path)
         size = loaded.resized_size if coords == "pixels" else None
-        assert model_image_size(tuple(sample.extra["target_size"])) == loaded.resized_size
+        assert resized_size(tuple(sample.extra["target_size"])) == loaded.resized_size
         back = to_normalized(written, coords, size)
         tolerance = 0.5 / min(size) if size else 0.5 / 1000
         assert back == pytest.approx(sample.box, abs=tolerance + 1e-12)
@@ -60,10 +60,14 @@ def test_round_trip_through_the_prompt(converted: list[GroundingSample], coords:
         assert 0 <= x1 < x2 <= loaded.original_size[0]
 
 
-def test_pixel_answers_need_the_target_size(converted: list[GroundingSample]) -> None:
+def test_pixel_answers_need_the_target_size(converted: list[GroundingSample], tmp_path: Path) -> None:
+    """Recorded at conversion, else read from the image header, else given: never guessed."""
     sample = converted[0]
+    recorded = sample_messages(sample, coords="pixels", with_answer=True)
     sample.extra.pop("target_size")
-    with pytest.raises(ValueError, match="need the target image size"):
+    assert sample_messages(sample, coords="pixels", with_answer=True) == recorded
+    sample.images = [str(tmp_path / "gone.png")] * len(sample.images)
+    with pytest.raises(ValueError, match=r"need the target image size \(.*gone\.png: file not found\)"):
         sample_messages(sample, coords="pixels", with_answer=True)
     given_size = sample_messages(sample, coords="pixels", size=(560, 420), with_answer=True)
     assert "(180, 40), (559, 304)" in given_size[1]["content"][0]["text"]
@@ -121,7 +125,7 @@ boxes = st.tuples(st.floats(0, 0.49), st.floats(0, 0.49), st.floats(0.51, 1), st
 def test_any_box_survives_the_trip_within_rounding(box: tuple, width: int, height: int) -> None:
     if max(width, height) / min(width, height) > 200:
         return
-    resized = model_image_size((width, height))
+    resized = resized_size((width, height))
     for coords, size, tolerance in (
         (CoordSystem.QWEN2VL, None, 0.5 / 1000),
         (CoordSystem.PIXELS, resized, 0.5 / min(resized)),

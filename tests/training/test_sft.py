@@ -15,8 +15,9 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from univg.core.resize import resized_size
 from univg.data.images import probe_image
-from univg.data.prompts import answer_text, is_simple_reference, model_image_size
+from univg.data.prompts import answer_text, is_simple_reference
 from univg.data.schema import GroundingSample, read_jsonl, write_jsonl
 from univg.models.loading import load_model_and_processor
 from univg.training.config import parse_config
@@ -158,7 +159,7 @@ def test_pixel_boxes_refer_to_the_resized_target_image(synth_dir):
     turns = load_training_conversations(config)[0]
     (sample,) = turns
     written = conversation_messages(turns, config)[-1]["content"][0]["text"]
-    size = model_image_size(probe_image(sample.target_path))
+    size = resized_size(probe_image(sample.target_path))
     assert size == (112, 112)
     assert written == answer_text(sample.box, coords="pixels", size=size, think=sample.cot)
 

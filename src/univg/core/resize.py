@@ -43,6 +43,33 @@ def smart_resize(
     return h_bar, w_bar
 
 
-def image_token_count(height: int, width: int, merge_size: int = 2, patch_size: int = 14) -> int:
-    """How many image tokens the LLM sees for an image already resized by `smart_resize`."""
-    return (height // patch_size) * (width // patch_size) // (merge_size * merge_size)
+def resized_size(
+    size: tuple[int, int], *, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[int, int]:
+    """The (width, height) the processor resizes an image of (width, height) `size` to.
+
+    What Qwen2.5-VL pixel boxes refer to. An already resized size stays as it is.
+    """
+    width, height = size
+    new_height, new_width = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
+    return new_width, new_height
+
+
+def image_token_count(
+    size: tuple[int, int],
+    *,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    merge_size: int = 2,
+    patch_size: int = 14,
+) -> int:
+    """How many tokens the LLM sees for an image of (width, height) `size` (resized or not).
+
+    The processor resizes it (`smart_resize`), cuts it into patch_size patches and merges
+    merge_size x merge_size of them into one token.
+    """
+    width, height = size
+    new_height, new_width = smart_resize(
+        height, width, factor=patch_size * merge_size, min_pixels=min_pixels, max_pixels=max_pixels
+    )
+    return (new_height // patch_size) * (new_width // patch_size) // (merge_size * merge_size)

@@ -27,7 +27,7 @@ from univg.core.rewards import read_box
 from univg.cot.files import AppendLog
 from univg.cot.request import decode_data_url
 from univg.data.images import probe_image
-from univg.data.prompts import format_box, model_image_size
+from univg.data.prompts import format_box
 from univg.data.schema import GroundingSample, read_jsonl, resolve_image
 
 DEFAULT_MODEL = "univg-offline-teacher"
@@ -100,8 +100,7 @@ class OfflineTeacher:
             for path in sample.images:
                 file = resolve_image(path, root)
                 digest = _digest(file.read_bytes())
-                width, height = model_image_size(probe_image(file))
-                self._image_tokens[digest] = image_token_count(height, width)
+                self._image_tokens[digest] = image_token_count(probe_image(file))
                 digests.append(digest)
             self._by_images.setdefault(tuple(digests), sample)
         self.samples = len(self._by_images)

@@ -15,11 +15,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
+from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, resized_size, smart_resize
+
+if TYPE_CHECKING:
+    from univg.data.schema import GroundingSample
 
 # Larger images are refused before decoding: a small file that claims a huge size is a decompression
 # bomb. PIL's own threshold (about 89 megapixels) is far above any real grounding image.
@@ -215,6 +218,20 @@ def probe_image(
         return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
     finally:
         image.close()
+
+
+def target_resized_size(
+    sample: GroundingSample, *, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[int, int]:
+    """The (width, height) of a sample's target image as the processor resizes it: what Qwen2.5-VL pixel
+    boxes refer to.
+
+    From the original size a converter recorded in ``extra["target_size"]``, else from the image
+    file's header (never a full decode), which raises `ImageLoadError` when it cannot be read.
+    """
+    recorded = sample.extra.get("target_size")
+    original = (int(recorded[0]), int(recorded[1])) if recorded else probe_image(sample.target_path)
+    return resized_size(original, min_pixels=min_pixels, max_pixels=max_pixels)
 
 
 def uniform_frame_indices(total: int, num_frames: int = DEFAULT_NUM_FRAMES) -> list[int]:

@@ -13,7 +13,8 @@ from enum import Enum
 from typing import Any
 
 from univg.core.boxes import CoordSystem, from_normalized
-from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, smart_resize
+from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from univg.data.images import ImageLoadError, target_resized_size
 from univg.data.schema import GroundingSample
 
 # The paper's stage-2 instruction (UniVG-R1, section 3.2), appended to every reasoning prompt.
@@ -112,28 +113,6 @@ def answer_text(
     return f"<think>{(think or '').strip()}</think><answer>{written}</answer>"
 
 
-def model_image_size(
-    original_size: tuple[int, int],
-    *,
-    min_pixels: int = DEFAULT_MIN_PIXELS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[int, int]:
-    """(width, height) the processor resizes an image to: what Qwen2.5-VL pixel boxes refer to."""
-    width, height = original_size
-    new_height, new_width = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
-    return new_width, new_height
-
-
-def target_model_size(
-    sample: GroundingSample, *, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[int, int] | None:
-    """The resized size of a sample's target image, from the original size recorded at conversion."""
-    size = sample.extra.get("target_size")
-    if not size:
-        return None
-    return model_image_size((int(size[0]), int(size[1])), min_pixels=min_pixels, max_pixels=max_pixels)
-
-
 def sample_messages(
     sample: GroundingSample,
     *,
@@ -149,18 +128,20 @@ def sample_messages(
     see `answer_text`).
 
     Pixel coordinates refer to the resized target image: `size` when given, else the size the
-    processor (with `min_pixels`/`max_pixels`) makes of the original size recorded at conversion.
+    processor (with `min_pixels`/`max_pixels`) makes of the target's original size
+    (`target_resized_size`: recorded at conversion, else read from the image header).
     """
     simple = is_simple_reference(sample)
     answer = None
     if with_answer:
         if CoordSystem.parse(coords) is CoordSystem.PIXELS and size is None:
-            size = target_model_size(sample, min_pixels=min_pixels, max_pixels=max_pixels)
-            if size is None:
+            try:
+                size = target_resized_size(sample, min_pixels=min_pixels, max_pixels=max_pixels)
+            except ImageLoadError as exc:
                 raise ValueError(
-                    f"sample {sample.id}: pixel coordinates need the target image size; convert with an "
-                    "image root (it records extra['target_size']) or pass size"
-                )
+                    f"sample {sample.id}: pixel coordinates need the target image size ({exc}); convert "
+                    "with an image root (it records extra['target_size']) or pass size"
+                ) from None
         answer = answer_text(
             sample.box,
             coords=coords,

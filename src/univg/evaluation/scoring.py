@@ -17,7 +17,7 @@ from univg.core.boxes import CoordSystem, iou
 from univg.core.metrics import GroundingMetrics
 from univg.core.parsing import PARSE_MODES, BoxTuple, ParseMode, answer_image, extract_target_image, read_box
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
-from univg.data.prompts import target_model_size
+from univg.data.images import target_resized_size
 from univg.data.schema import GroundingSample
 from univg.evaluation.benchmarks import BenchmarkData
 from univg.evaluation.predictions import PredictionSet
@@ -161,7 +161,7 @@ def score_predictions(
     for sample in data.samples:
         size = None
         if system is CoordSystem.PIXELS:
-            size = target_model_size(sample, min_pixels=min_pixels, max_pixels=max_pixels)
+            size = target_resized_size(sample, min_pixels=min_pixels, max_pixels=max_pixels)
         result = score_sample(
             sample, data.task_of[sample.id], predictions.records.get(sample.id), system, size
         )

@@ -24,9 +24,9 @@ from univg.core.parsing import (
     is_strict_format,
     read_box,
 )
-from univg.core.resize import image_token_count
 from univg.data.images import DEFAULT_NUM_FRAMES, ImageSource, LoadedImage, load_image, load_video_frames
 from univg.data.prompts import Messages, PromptStyle, build_messages
+from univg.models.budget import image_tokens, pixel_budget
 
 if TYPE_CHECKING:
     from transformers import BatchFeature
@@ -235,9 +235,7 @@ class Predictor:
         self.generation = generation or GenerationOptions()
         self.style = PromptStyle(style)
         self.parse_mode: ParseMode = parse_mode or default_parse_mode(self.style)
-        size = self.processor.image_processor.size
-        self.min_pixels = int(size.shortest_edge)
-        self.max_pixels = int(size.longest_edge)
+        self.min_pixels, self.max_pixels = pixel_budget(self.processor)
         self.context_length = int(self.model.config.get_text_config().max_position_embeddings)
 
     @classmethod
@@ -309,14 +307,11 @@ class Predictor:
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # The prompt as the model will see it: each image placeholder expands to its image tokens.
         text_tokens = len(self.processor.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        merge = self.processor.image_processor.merge_size
-        image_tokens = sum(
-            image_token_count(img.resized_size[1], img.resized_size[0], merge) for img in images
-        )
-        prompt_tokens = text_tokens - len(images) + image_tokens
+        image_count = sum(image_tokens(self.processor, img.resized_size) for img in images)
+        prompt_tokens = text_tokens - len(images) + image_count
         if prompt_tokens + max_new_tokens > self.context_length:
             raise PromptTooLongError(
-                f"request {name}: the prompt needs {prompt_tokens} tokens ({image_tokens} of them for "
+                f"request {name}: the prompt needs {prompt_tokens} tokens ({image_count} of them for "
                 f"{len(images)} images at max_pixels={self.max_pixels}) and the answer up to "
                 f"{max_new_tokens}, but the model's context is {self.context_length} tokens; use fewer or "
                 "smaller images (a lower max_pixels) or a lower max_new_tokens"

@@ -20,8 +20,8 @@ import datasets
 from univg.core.boxes import CoordSystem
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from univg.data.hf import features, to_hf_dataset
-from univg.data.images import probe_image
-from univg.data.prompts import PromptStyle, model_image_size, sample_messages, target_model_size
+from univg.data.images import target_resized_size
+from univg.data.prompts import PromptStyle, sample_messages
 from univg.data.schema import GroundingSample, is_rejected, read_records, resolve_image
 
 T = TypeVar("T")
@@ -178,19 +178,6 @@ def load_training_conversations(
     return mixed[: args.max_train_samples] if args.max_train_samples is not None else mixed
 
 
-def target_resized_size(sample: GroundingSample, args: TrainingDataArguments) -> tuple[int, int]:
-    """The resized size of a sample's target image, what Qwen2.5-VL pixel boxes refer to.
-
-    From the original size recorded at conversion, or else from the image header: never a full decode.
-    """
-    recorded = target_model_size(sample, min_pixels=args.min_pixels, max_pixels=args.max_pixels)
-    if recorded is not None:
-        return recorded
-    return model_image_size(
-        probe_image(sample.target_path), min_pixels=args.min_pixels, max_pixels=args.max_pixels
-    )
-
-
 def conversation_messages(turns: Conversation, args: TrainingDataArguments) -> list[dict[str, Any]]:
     """The chat of a conversation: every image in the first user turn, then each question and answer.
 
@@ -201,7 +188,11 @@ def conversation_messages(turns: Conversation, args: TrainingDataArguments) -> l
     pixels = CoordSystem.parse(args.coords) is CoordSystem.PIXELS
     messages: list[dict[str, Any]] = []
     for number, sample in enumerate(turns):
-        size = target_resized_size(sample, args) if pixels else None
+        size = (
+            target_resized_size(sample, min_pixels=args.min_pixels, max_pixels=args.max_pixels)
+            if pixels
+            else None
+        )
         user, assistant = sample_messages(
             sample,
             style=args.prompt_style,
@@ -267,5 +258,9 @@ def trl_dataset(
     )
     dataset = dataset.add_column("coords", [args.coords] * len(samples))
     if CoordSystem.parse(args.coords) is CoordSystem.PIXELS:
-        dataset = dataset.add_column("image_size", [list(target_resized_size(s, args)) for s in samples])
+        sizes = [
+            list(target_resized_size(s, min_pixels=args.min_pixels, max_pixels=args.max_pixels))
+            for s in samples
+        ]
+        dataset = dataset.add_column("image_size", sizes)
     return dataset

@@ -26,6 +26,7 @@ from trl import SFTConfig, SFTTrainer
 
 from univg.core.boxes import CoordSystem
 from univg.data.images import probe_image
+from univg.models.budget import image_tokens
 from univg.training.data import (
     Conversation,
     TrainingDataArguments,
@@ -69,16 +70,11 @@ def conversation_length(turns: Conversation, args: TrainingDataArguments, proces
     """Tokens of a conversation exactly as TRL's collator builds it, read from image headers only.
 
     The chat template writes one `<|image_pad|>` per image (one token); the processor expands it to
-    the merged patch count of the resized image, which depends on the image size alone.
+    the image's tokens (`image_tokens`), which depend on the image size alone.
     """
     text = processor.apply_chat_template(conversation_messages(turns, args), tokenize=False)
     tokens = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-    image_processor = processor.image_processor
-    for path in turns[0].images:
-        width, height = probe_image(path)
-        patches = image_processor.get_number_of_image_patches(height, width, {})
-        tokens += patches // image_processor.merge_size**2 - 1
-    return tokens
+    return tokens + sum(image_tokens(processor, probe_image(path)) - 1 for path in turns[0].images)
 
 
 def drop_overlong(
