@@ -19,9 +19,9 @@ from univg.data.formats.base import (
     INVALID_RECORD,
     PROBLEM_KINDS,
     ImageInspector,
-    Problem,
     ReadOptions,
     RecordContext,
+    RecordProblem,
 )
 from univg.data.jsonstream import BadJSON, JsonRecords, JSONStreamError
 from univg.data.schema import GroundingSample, resolve_image, write_jsonl
@@ -36,7 +36,7 @@ class BadRecord:
     """A record with at least one problem, by its 0-based position in the input."""
 
     index: int
-    problems: list[Problem]
+    problems: list[RecordProblem]
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "problems": [p.to_json() for p in self.problems]}
@@ -67,7 +67,7 @@ class Report:
     def ok(self) -> bool:
         return self.invalid == 0 and self.fatal is None
 
-    def add_bad(self, index: int, problems: list[Problem]) -> None:
+    def add_bad(self, index: int, problems: list[RecordProblem]) -> None:
         self.problem_counts.update(p.kind for p in problems)
         if self.max_listed is None or len(self.bad_records) < self.max_listed:
             self.bad_records.append(BadRecord(index, problems))

@@ -30,6 +30,8 @@ MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 DEFAULT_NUM_FRAMES = 6
 # What images from outside (uploads, data URLs) may be: the formats browsers and cameras write.
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+# The official zero-shot scripts ground (and score) the third of the six sampled frames.
+VIDEO_TARGET_FRAME = 2
 FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 EXIF_ORIENTATION = 0x0112

@@ -17,14 +17,11 @@ from pathlib import Path
 
 from univg.data.convert import Report, read_samples
 from univg.data.formats import get_format
-from univg.data.formats.base import MISSING_IMAGE, UNREADABLE_IMAGE, Problem
+from univg.data.formats.base import MISSING_IMAGE, UNREADABLE_IMAGE, RecordProblem
+from univg.data.images import VIDEO_TARGET_FRAME
 from univg.data.jsonstream import JsonRecords
 from univg.data.prompts import PromptStyle
 from univg.data.schema import GroundingSample
-
-# Where the paper's video benchmarks ground: the third of six uniformly sampled frames, as the
-# official scripts do (the readers build the ground truth for that frame).
-VIDEO_SCORE_FRAME = 2
 
 _IMAGE_PROBLEMS = frozenset({MISSING_IMAGE, UNREADABLE_IMAGE})
 
@@ -145,14 +142,14 @@ _REGISTRY: dict[str, Benchmark] = {
             "revos",
             "ReVOS grounding, zero-shot: 6 sampled frames, the third is scored (ReVOS_eval.json)",
             ("revos",),
-            score_frame=VIDEO_SCORE_FRAME,
+            score_frame=VIDEO_TARGET_FRAME,
         ),
         Benchmark(
             "reasonvos",
             "reasonvos",
             "ReasonVOS grounding, zero-shot: 6 sampled frames, the third is scored (ReasonVOS_eval.json)",
             ("reasonvos",),
-            score_frame=VIDEO_SCORE_FRAME,
+            score_frame=VIDEO_TARGET_FRAME,
         ),
         Benchmark(
             "synthetic",
@@ -212,7 +209,7 @@ def _own_ids(path: Path, indices: set[int]) -> dict[int, str]:
     return found
 
 
-def _describe(problems: list[Problem]) -> str:
+def _describe(problems: list[RecordProblem]) -> str:
     return "; ".join(f"{p.kind}" + (f" ({p.field})" if p.field else "") + f": {p.message}" for p in problems)
 
 

@@ -25,6 +25,7 @@ from univg.core.parsing import PARSE_MODES, ParseMode
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from univg.data.prompts import PromptStyle, is_simple_reference
 from univg.data.schema import GroundingSample
+from univg.evaluation.benchmark_report import build_results, write_reports
 from univg.evaluation.benchmarks import BenchmarkData, load_benchmark
 from univg.evaluation.predictions import (
     PREDICTIONS_FILE,
@@ -34,7 +35,6 @@ from univg.evaluation.predictions import (
     read_predictions,
 )
 from univg.evaluation.provenance import file_sha256, provenance
-from univg.evaluation.report import build_results, write_reports
 from univg.evaluation.scoring import Scores, require_sizes, score_predictions
 
 if TYPE_CHECKING:

@@ -60,7 +60,7 @@ _CACHE_SIZE = 65_536
 
 
 @dataclass(frozen=True)
-class Problem:
+class RecordProblem:
     """One thing wrong with a record: its kind (for counting), the field, and what exactly."""
 
     kind: str
@@ -107,29 +107,29 @@ class ImageInspector:
     def enabled(self) -> bool:
         return self.root is not None
 
-    def size(self, path: str) -> tuple[int, int] | Problem:
+    def size(self, path: str) -> tuple[int, int] | RecordProblem:
         """(width, height) of an image, or the problem with it."""
         if path in self._sizes:
             self._sizes.move_to_end(path)
             return self._sizes[path]
         try:
-            result: tuple[int, int] | Problem = probe_image(
+            result: tuple[int, int] | RecordProblem = probe_image(
                 resolve_image(path, self.root), decode=self.decode
             )
         except MissingImageError as exc:
-            result = Problem(MISSING_IMAGE, "", f"{exc.path}: not found")
+            result = RecordProblem(MISSING_IMAGE, "", f"{exc.path}: not found")
         except ImageLoadError as exc:
-            result = Problem(UNREADABLE_IMAGE, "", str(exc))
+            result = RecordProblem(UNREADABLE_IMAGE, "", str(exc))
         return self._sizes.remember(path, result)
 
-    def frames(self, folder: str) -> list[str] | Problem:
+    def frames(self, folder: str) -> list[str] | RecordProblem:
         """The frame files of a video folder (relative to the root), in playback order."""
         if folder in self._folders:
             return self._folders[folder]
         directory = resolve_image(folder, self.root)
-        result: list[str] | Problem
+        result: list[str] | RecordProblem
         if not directory.is_dir():
-            result = Problem(MISSING_IMAGE, "", f"{directory}: frame folder not found")
+            result = RecordProblem(MISSING_IMAGE, "", f"{directory}: frame folder not found")
         else:
             result = [f"{folder}/{frame.name}" for frame in list_frames(directory)]
         return self._folders.remember(folder, result)
@@ -172,14 +172,14 @@ class RecordContext:
         self.index = index
         self.inspector = inspector
         self.source_path = source_path
-        self.problems: list[Problem] = []
+        self.problems: list[RecordProblem] = []
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def add(self, kind: str, field_name: str, message: str) -> None:
-        self.problems.append(Problem(kind, field_name, message))
+        self.problems.append(RecordProblem(kind, field_name, message))
 
     def record(self, value: Any) -> dict[str, Any] | None:
         """The record itself, which must be a JSON object."""
@@ -241,7 +241,7 @@ class RecordContext:
         if not self.inspector.enabled:
             return None
         result = self.inspector.size(path)
-        if isinstance(result, Problem):
+        if isinstance(result, RecordProblem):
             self.add(result.kind, field_name, result.message)
             return None
         return result
@@ -251,7 +251,7 @@ class RecordContext:
         if not self.inspector.enabled:
             return None
         result = self.inspector.size(path)
-        return None if isinstance(result, Problem) else result
+        return None if isinstance(result, RecordProblem) else result
 
     def box_values(self, values: Any, field_name: str) -> list[float] | None:
         """Four finite numbers from a list (numbers or numeric strings) or a string."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from univg.data.formats.base import MALFORMED_BOX, FormatSpec, RecordContext
-from univg.data.formats.zero_shot import VIDEO_TARGET_FRAME, pixel_box, video_question
+from univg.data.formats.zero_shot import pixel_box, video_question
+from univg.data.images import VIDEO_TARGET_FRAME
 from univg.data.schema import GroundingSample
 
 SOURCE = "reasonvos"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from univg.data.formats.base import BAD_FIELD, MALFORMED_BOX, FormatSpec, Problem, RecordContext
-from univg.data.formats.zero_shot import VIDEO_TARGET_FRAME, pixel_box, video_question
+from univg.data.formats.base import BAD_FIELD, MALFORMED_BOX, FormatSpec, RecordContext, RecordProblem
+from univg.data.formats.zero_shot import pixel_box, video_question
+from univg.data.images import VIDEO_TARGET_FRAME
 from univg.data.schema import GroundingSample
 
 SOURCE = "revos"
@@ -22,7 +23,7 @@ def _frame_paths(video_id: str, frames: list[int], ctx: RecordContext) -> list[s
     if not ctx.inspector.enabled:
         return None
     listed = ctx.inspector.frames(video_id)
-    if isinstance(listed, Problem):
+    if isinstance(listed, RecordProblem):
         ctx.add(listed.kind, "video_id", listed.message)
         return None
     outside = [i for i in frames if not 0 <= i < len(listed)]

@@ -11,6 +11,7 @@ from typing import Any
 
 from univg.core.boxes import CoordSystem
 from univg.data.formats.base import RecordContext
+from univg.data.images import VIDEO_TARGET_FRAME
 from univg.data.schema import GroundingSample
 
 SINGLE_IMAGE_TEMPLATE = (
@@ -20,8 +21,6 @@ VIDEO_TEMPLATE = (
     "This is a sequence of images from a video. Please understand the entire video content, and then output "
     "the bounding box in the {ordinal} image according to the instruction: {instruction}."
 )
-# The official scripts ground the third of the six sampled frames.
-VIDEO_TARGET_FRAME = 2
 _ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 
 
