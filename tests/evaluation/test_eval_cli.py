@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from univg.cli.main import main
+from univg.cli.eval import options_for
+from univg.cli.main import build_parser, main
+from univg.evaluation import RunConfig, score_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 METRICS = {"n", "acc@0.3", "acc@0.5", "acc@0.7", "miou"}
@@ -96,3 +98,28 @@ def test_cli_errors_are_one_line_messages(tmp_path, capsys):
     (tmp_path / "p.jsonl").write_text("")
     assert main([*args, "--predictions", str(tmp_path / "p.jsonl")]) == 1
     assert "--image-root" in capsys.readouterr().err
+
+
+# These steer the command, or (--endpoint-model) reach the library under another name: `model`.
+CLI_ONLY = {"command", "eval_command", "func", "verbose", "json", "endpoint_model"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "target"),
+    [
+        (["eval", "run", "--model", "m", "--out", "o"], RunConfig),
+        (["eval", "score", "--predictions", "p.jsonl"], score_file),
+    ],
+)
+def test_every_option_reaches_the_library_under_its_own_name(argv, target):
+    args = build_parser().parse_args([*argv, "--benchmark", "synthetic", "--data", "d.jsonl"])
+    passed = options_for(target, args)
+    assert set(vars(args)) - CLI_ONLY == set(passed)
+
+
+def test_run_defaults_are_the_run_configs():
+    required = ["eval", "run", "--benchmark", "synthetic", "--data", "d", "--model", "m", "--out", "o"]
+    args = build_parser().parse_args(required)
+    assert RunConfig(**options_for(RunConfig, args)) == RunConfig("synthetic", "d", "m", "o")
+    config = RunConfig(**options_for(RunConfig, build_parser().parse_args([*required, "--no-progress"])))
+    assert config.progress is False

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
-_PARSE_MODES = ("strict", "answer", "first")
 _COORDS = ("qwen2vl", "qwen25vl", "normalized")
 
 
@@ -23,8 +24,22 @@ def _positive(text: str) -> int:
     return value
 
 
-def _common(parser: argparse.ArgumentParser, benchmarks: tuple[str, ...]) -> None:
-    parser.add_argument("--benchmark", required=True, choices=benchmarks, help="which benchmark the data is")
+def options_for(target: Callable[..., Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options named like a parameter of `target` (a function, or a config dataclass).
+
+    Each option's `dest` is the name of the field it sets, so no field is copied by hand.
+    """
+    parameters = inspect.signature(target).parameters
+    return {name: value for name, value in vars(args).items() if name in parameters}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    from univg.core.parsing import PARSE_MODES
+    from univg.evaluation import BENCHMARK_NAMES, RunConfig
+
+    parser.add_argument(
+        "--benchmark", required=True, choices=BENCHMARK_NAMES, help="which benchmark the data is"
+    )
     parser.add_argument("--data", required=True, metavar="PATH", help="the benchmark's annotation file")
     parser.add_argument(
         "--image-root",
@@ -41,21 +56,21 @@ def _common(parser: argparse.ArgumentParser, benchmarks: tuple[str, ...]) -> Non
     )
     parser.add_argument(
         "--parse",
-        choices=_PARSE_MODES,
+        choices=PARSE_MODES,
         help="primary parse mode (all three are reported): strict = the paper's format, answer = the box in "
         "<answer> (default), first = the first box anywhere, as the official scripts do",
     )
     parser.add_argument(
         "--examples",
         type=int,
-        default=3,
+        default=RunConfig.examples,
         metavar="K",
         help="worst predictions per task drawn in report.html (default: %(default)s)",
     )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from univg.evaluation.benchmarks import BENCHMARK_NAMES
+    from univg.evaluation import RunConfig
 
     parser = subparsers.add_parser(
         "eval",
@@ -71,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "made; a rerun skips the ids already answered. Under `accelerate launch` or torchrun each process "
         "takes a share. Writes OUT/results.json, OUT/report.md and OUT/report.html.",
     )
-    _common(run, BENCHMARK_NAMES)
+    _common(run)
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="checkpoint directory, LoRA adapter directory or hub id")
     source.add_argument(
@@ -86,35 +101,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--api-key-env", metavar="VAR", help="environment variable holding the endpoint's API key"
     )
     endpoint.add_argument(
-        "--concurrency", type=_positive, default=8, help="requests in flight (default: %(default)s)"
+        "--concurrency",
+        type=_positive,
+        default=RunConfig.concurrency,
+        help="requests in flight (default: %(default)s)",
     )
     endpoint.add_argument(
         "--coords",
         choices=_COORDS,
-        default="qwen2vl",
-        help="how the endpoint's model writes boxes (default: %(default)s; a local model's family decides)",
+        help="how the endpoint's model writes boxes (default: qwen2vl; a local model's family decides)",
     )
     run.add_argument("--out", required=True, metavar="DIR", help="output folder (reused to resume)")
     run.add_argument(
-        "--batch-size", type=_positive, default=8, help="requests per batch (default: %(default)s)"
+        "--batch-size",
+        type=_positive,
+        default=RunConfig.batch_size,
+        help="requests per batch (default: %(default)s)",
     )
     run.add_argument(
         "--style",
         choices=("univg", "plain"),
         help="prompt: univg = UniVG-R1's reasoning suffix (default), plain = Qwen2-VL plain grounding",
     )
-    run.add_argument("--max-new-tokens", type=_positive, default=256, help="default: %(default)s")
+    run.add_argument(
+        "--max-new-tokens", type=_positive, default=RunConfig.max_new_tokens, help="default: %(default)s"
+    )
     run.add_argument(
         "--max-pixels",
         type=_positive,
-        default=401_408,
+        default=RunConfig.max_pixels,
         help="image pixel budget (default: %(default)s, the paper's training setting)",
     )
     run.add_argument("--adapter", help="a LoRA adapter to apply on top of --model")
-    run.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    run.add_argument("--dtype", default=RunConfig.dtype, choices=("auto", "float32", "bfloat16", "float16"))
     run.add_argument("--device-map", help="e.g. auto (default: this process's device)")
     run.add_argument("--attn-implementation", help="e.g. sdpa, eager, flash_attention_2")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     run.set_defaults(func=run_command)
 
     score = eval_subparsers.add_parser(
@@ -124,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "MIG-Bench id is the record's 0-based position in MIG_data.json) and write results.json, report.md "
         "and report.html. Settings a run folder's run.json records are used unless given here.",
     )
-    _common(score, BENCHMARK_NAMES)
+    _common(score)
     score.add_argument("--predictions", required=True, metavar="P.jsonl", help="the predictions file")
     score.add_argument(
         "--coords",
@@ -184,7 +206,7 @@ def _endpoint_problem(args: argparse.Namespace) -> str | None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from univg.evaluation.harness import RunConfig, run_evaluation
+    from univg.evaluation import RunConfig, run_evaluation
 
     problem = _endpoint_problem(args)
     if problem is not None:
@@ -193,33 +215,11 @@ def run_command(args: argparse.Namespace) -> int:
     if args.endpoint:  # the openai client's HTTP library logs every request at INFO
         for name in ("httpx", "httpx2"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    config = RunConfig(
-        benchmark=args.benchmark,
-        data=args.data,
-        model=args.endpoint_model if args.endpoint else args.model,
-        out=args.out,
-        image_root=args.image_root,
-        split=args.split,
-        tasks=args.tasks,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        style=args.style,
-        parse=args.parse,
-        max_new_tokens=args.max_new_tokens,
-        max_pixels=args.max_pixels,
-        dtype=args.dtype,
-        device_map=args.device_map,
-        attn_implementation=args.attn_implementation,
-        adapter=args.adapter,
-        examples=args.examples,
-        progress=not args.no_progress,
-        endpoint=args.endpoint,
-        api_key_env=args.api_key_env,
-        concurrency=args.concurrency,
-        coords=args.coords if args.endpoint else None,
-    )
+    options = options_for(RunConfig, args)
+    if args.endpoint:
+        options["model"] = args.endpoint_model  # the endpoint serves the model by this name
     try:
-        outcome = run_evaluation(config)
+        outcome = run_evaluation(RunConfig(**options))
     except _errors() as exc:
         print(f"univg eval run: {exc}", file=sys.stderr)
         return 1
@@ -237,24 +237,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def score_command(args: argparse.Namespace) -> int:
-    from univg.evaluation.harness import score_file
+    from univg.evaluation import score_file
 
     try:
-        outcome = score_file(
-            args.benchmark,
-            args.data,
-            args.predictions,
-            out=args.out,
-            image_root=args.image_root,
-            split=args.split,
-            tasks=args.tasks,
-            limit=args.limit,
-            parse=args.parse,
-            coords=args.coords,
-            max_pixels=args.max_pixels,
-            label=args.label,
-            examples=args.examples,
-        )
+        outcome = score_file(**options_for(score_file, args))
     except _errors() as exc:
         print(f"univg eval score: {exc}", file=sys.stderr)
         return 1

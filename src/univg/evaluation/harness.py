@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from univg.core.boxes import CoordSystem
 from univg.core.parsing import PARSE_MODES, ParseMode
@@ -35,10 +35,8 @@ from univg.evaluation.predictions import (
     read_predictions,
 )
 from univg.evaluation.provenance import file_sha256, provenance
-from univg.evaluation.scoring import Scores, require_sizes, score_predictions
-
-if TYPE_CHECKING:
-    from univg.inference.predictor import GenerationOptions, Grounder, Request
+from univg.evaluation.scoring import require_sizes, score_predictions
+from univg.inference.predictor import GenerationOptions, Grounder, Predictor, Request
 
 logger = logging.getLogger(__name__)
 
@@ -185,8 +183,6 @@ def _check_resume(previous: dict[str, Any] | None, current: dict[str, Any], out:
 
 
 def _requests(samples: list[GroundingSample]) -> list[Request]:
-    from univg.inference.predictor import Request
-
     return [
         Request(question=s.question, images=list(s.images), id=s.id, simple_reference=is_simple_reference(s))
         for s in samples
@@ -227,22 +223,55 @@ def _check_images(data: BenchmarkData) -> None:
         )
 
 
-def _run_info(
-    config: RunConfig,
-    data: BenchmarkData,
-    style: PromptStyle,
-    parse: ParseMode,
-    generation: GenerationOptions,
-) -> dict[str, Any]:
-    """What run.json records: every setting that shaped the predictions."""
+def _data_settings(data: BenchmarkData) -> dict[str, Any]:
+    """Which file and which of its samples: the part run.json and results.json share."""
     return {
         "benchmark": data.benchmark.name,
         "data": str(data.path.resolve()),
         "data_sha256": file_sha256(data.path),
         "image_root": str(data.image_root.resolve()) if data.image_root else None,
         "split": data.split,
-        "tasks": list(config.tasks) if config.tasks else None,
-        "limit": config.limit,
+        "tasks": list(data.tasks_selected) if data.tasks_selected else None,
+        "limit": data.limit,
+    }
+
+
+@dataclass
+class _Plan:
+    """What a run will do, settled before any model loads: the data, the prompt, the decoding."""
+
+    config: RunConfig
+    data: BenchmarkData
+    style: PromptStyle
+    parse: ParseMode
+    generation: GenerationOptions
+    info: dict[str, Any]  # run.json: every setting that shaped the predictions
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+
+def _plan(config: RunConfig) -> _Plan:
+    """Check the config, read the benchmark and refuse to resume predictions made differently."""
+    if config.batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {config.batch_size}")
+    data = load_benchmark(
+        config.benchmark,
+        config.data,
+        image_root=config.image_root,
+        split=config.split,
+        tasks=config.tasks,
+        limit=config.limit,
+    )
+    _check_images(data)
+    style = PromptStyle(config.style) if config.style else data.benchmark.style
+    parse: ParseMode = config.parse or ("answer" if style is PromptStyle.UNIVG else "first")
+    if parse not in PARSE_MODES:
+        raise ValueError(f"unknown parse mode {parse!r}; expected one of {PARSE_MODES}")
+    generation = GenerationOptions(max_new_tokens=config.max_new_tokens)
+    info = {
+        **_data_settings(data),
         "model": config.model if config.endpoint else _model_id(config.model),
         "endpoint": config.endpoint,
         "adapter": _model_id(config.adapter) if config.adapter else None,
@@ -257,6 +286,82 @@ def _run_info(
         "attn_implementation": config.attn_implementation,
         "score_frame": data.benchmark.score_frame,
     }
+    _check_resume(read_run_info(Path(config.out)), info, Path(config.out))
+    return _Plan(config, data, style, parse, generation, info)
+
+
+def _pending_share(plan: _Plan, ranks: _Ranks) -> tuple[list[GroundingSample], int]:
+    """This rank's share of the samples not answered yet, and how many were answered before."""
+    out = plan.out
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+        merge_rank_files(out)  # answers a killed data-parallel run left in its rank files
+    ranks.barrier()
+    done = read_predictions(out / PREDICTIONS_FILE).done_ids()
+    pending = [s for s in plan.data.samples if s.id not in done]
+    if ranks.main and done:
+        logger.info(
+            "resuming in %s: %d of %d samples already answered",
+            out,
+            len(done & set(plan.data.task_of)),
+            len(plan.data.samples),
+        )
+    return pending[ranks.rank :: ranks.world], len(plan.data.samples) - len(pending)
+
+
+def _grounder(plan: _Plan, ranks: _Ranks) -> tuple[Grounder, CoordSystem]:
+    """The local Predictor on this rank's device, or with `endpoint` its OpenAI-endpoint twin; and how
+    its boxes are written."""
+    config = plan.config
+    if config.endpoint:
+        from univg.inference.endpoint import EndpointPredictor
+
+        key = os.environ.get(config.api_key_env, "") if config.api_key_env else None
+        if config.api_key_env and not key:
+            raise ValueError(
+                f"the environment variable {config.api_key_env} (api_key_env) is not set or empty"
+            )
+        coords = CoordSystem.parse(config.coords or CoordSystem.QWEN2VL)
+        endpoint = EndpointPredictor(
+            config.endpoint,
+            config.model,
+            api_key=key,
+            concurrency=config.concurrency,
+            generation=plan.generation,
+            style=plan.style,
+            coords=coords,
+            min_pixels=config.min_pixels,
+            max_pixels=config.max_pixels,
+        )
+        return endpoint, coords
+    from univg.models.loading import load_model_and_processor  # torch and transformers: only now
+
+    loaded = load_model_and_processor(
+        config.model,
+        dtype=config.dtype,
+        device_map=config.device_map or (None if ranks.device.type == "cpu" else str(ranks.device)),
+        attn_implementation=config.attn_implementation,
+        adapter=config.adapter,
+        min_pixels=config.min_pixels,
+        max_pixels=config.max_pixels,
+    )
+    predictor = Predictor(loaded, batch_size=config.batch_size, generation=plan.generation, style=plan.style)
+    return predictor, loaded.coords
+
+
+def _load_grounder(plan: _Plan, ranks: _Ranks) -> tuple[Grounder, CoordSystem]:
+    """The grounder, checked against the data; rank 0 records it in run.json."""
+    grounder, coords = _grounder(plan, ranks)
+    require_sizes(plan.data, coords)
+    plan.info.update(coords=coords.value, world_size=ranks.world)
+    if ranks.main:
+        plan.info["provenance"] = provenance()
+        _write_run_info(plan)
+    return grounder, coords
+
+
+def _write_run_info(plan: _Plan) -> None:
+    (plan.out / RUN_FILE).write_text(json.dumps(plan.info, indent=2) + "\n", encoding="utf-8")
 
 
 def _generate(
@@ -285,162 +390,90 @@ def _generate(
     return answered, tokens
 
 
-def _grounder(
-    config: RunConfig, ranks: _Ranks, generation: GenerationOptions, style: PromptStyle
-) -> tuple[Grounder, CoordSystem]:
-    """The local Predictor, or with `config.endpoint` its OpenAI-endpoint twin; and how its boxes are written."""
-    if config.endpoint:
-        from univg.inference.endpoint import EndpointPredictor
+def _generate_share(
+    plan: _Plan, predictor: Grounder, shard: list[GroundingSample], skipped: int, ranks: _Ranks
+) -> Outcome:
+    """Answer this rank's share into its file; the counts of every rank, summed."""
+    started = time.perf_counter()
+    target = plan.out / PREDICTIONS_FILE if ranks.world == 1 else rank_file(plan.out, ranks.rank)
+    desc = plan.data.benchmark.name + (f" (rank 0 of {ranks.world})" if ranks.world > 1 else "")
+    show = plan.config.progress and ranks.main
+    answered, tokens = _generate(predictor, shard, plan.data.task_of, target, progress=show, desc=desc)
+    return Outcome(
+        None,
+        generated=ranks.total(answered),  # also waits for every rank's last answer
+        skipped=skipped,
+        seconds=time.perf_counter() - started,
+        generated_tokens=ranks.total(tokens),
+    )
 
-        key = os.environ.get(config.api_key_env, "") if config.api_key_env else None
-        if config.api_key_env and not key:
-            raise ValueError(
-                f"the environment variable {config.api_key_env} (api_key_env) is not set or empty"
-            )
-        coords = CoordSystem.parse(config.coords or CoordSystem.QWEN2VL)
-        endpoint = EndpointPredictor(
-            config.endpoint,
-            config.model,
-            api_key=key,
-            concurrency=config.concurrency,
-            generation=generation,
-            style=style,
-            coords=coords,
-            min_pixels=config.min_pixels,
-            max_pixels=config.max_pixels,
-        )
-        return endpoint, coords
-    from univg.inference.predictor import Predictor
-    from univg.models.loading import load_model_and_processor
 
-    loaded = load_model_and_processor(
-        config.model,
-        dtype=config.dtype,
-        device_map=config.device_map or (None if ranks.device.type == "cpu" else str(ranks.device)),
-        attn_implementation=config.attn_implementation,
-        adapter=config.adapter,
+def _report_run(plan: _Plan, outcome: Outcome, coords: CoordSystem) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Rank 0, once every rank is done: merge the answers, record the session, score and report."""
+    config = plan.config
+    merge_rank_files(plan.out)
+    plan.info["last_session"] = {
+        "generated": outcome.generated,
+        "skipped": outcome.skipped,
+        "seconds": round(outcome.seconds, 3),
+        "samples_per_s": round(outcome.samples_per_s, 3),
+        "generated_tokens_per_s": round(outcome.tokens_per_s, 3),
+    }
+    _write_run_info(plan)
+    return _score_and_report(
+        plan.data,
+        plan.out / PREDICTIONS_FILE,
+        plan.out,
+        parse=plan.parse,
+        coords=coords,
         min_pixels=config.min_pixels,
         max_pixels=config.max_pixels,
+        label=_model_label(config.model, config.adapter),
+        run=plan.info,
+        examples=config.examples,
     )
-    return Predictor(loaded, batch_size=config.batch_size, generation=generation, style=style), loaded.coords
 
 
 def run_evaluation(config: RunConfig) -> Outcome:
     """Generate every missing prediction (a local model, or an endpoint), then score and write the reports."""
-    from univg.inference.predictor import GenerationOptions
-
-    if config.batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {config.batch_size}")
-    data = load_benchmark(
-        config.benchmark,
-        config.data,
-        image_root=config.image_root,
-        split=config.split,
-        tasks=config.tasks,
-        limit=config.limit,
-    )
-    _check_images(data)
-    style = PromptStyle(config.style) if config.style else data.benchmark.style
-    parse: ParseMode = config.parse or ("answer" if style is PromptStyle.UNIVG else "first")
-    if parse not in PARSE_MODES:
-        raise ValueError(f"unknown parse mode {parse!r}; expected one of {PARSE_MODES}")
-    out = Path(config.out)
-    generation = GenerationOptions(max_new_tokens=config.max_new_tokens)
-    info = _run_info(config, data, style, parse, generation)
-    _check_resume(read_run_info(out), info, out)
-
+    plan = _plan(config)
     ranks = _Ranks()
-    if ranks.main:
-        out.mkdir(parents=True, exist_ok=True)
-        merge_rank_files(out)  # answers a killed data-parallel run left in its rank files
-    ranks.barrier()
-    done = read_predictions(out / PREDICTIONS_FILE).done_ids()
-    pending = [s for s in data.samples if s.id not in done]
-    shard = pending[ranks.rank :: ranks.world]
-    if ranks.main and done:
-        logger.info(
-            "resuming in %s: %d of %d samples already answered",
-            out,
-            len(done & set(data.task_of)),
-            len(data.samples),
-        )
-
-    predictor, coords = _grounder(config, ranks, generation, style)
-    require_sizes(data, coords)
-    info.update(coords=coords.value, world_size=ranks.world)
-    if ranks.main:
-        info["provenance"] = provenance()
-        (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-
-    started = time.perf_counter()
-    target = out / PREDICTIONS_FILE if ranks.world == 1 else rank_file(out, ranks.rank)
-    desc = data.benchmark.name + (f" (rank 0 of {ranks.world})" if ranks.world > 1 else "")
-    show = config.progress and ranks.main
-    answered, tokens = _generate(predictor, shard, data.task_of, target, progress=show, desc=desc)
-    seconds = time.perf_counter() - started
-    outcome = Outcome(
-        None,
-        generated=ranks.total(answered),  # also waits for every rank's last answer
-        skipped=len(data.samples) - len(pending),
-        seconds=seconds,
-        generated_tokens=ranks.total(tokens),
-    )
+    shard, skipped = _pending_share(plan, ranks)
+    predictor, coords = _load_grounder(plan, ranks)
+    outcome = _generate_share(plan, predictor, shard, skipped, ranks)
     try:
         if ranks.main:
-            merge_rank_files(out)
-            info["last_session"] = {
-                "generated": outcome.generated,
-                "skipped": outcome.skipped,
-                "seconds": round(seconds, 3),
-                "samples_per_s": round(outcome.samples_per_s, 3),
-                "generated_tokens_per_s": round(outcome.tokens_per_s, 3),
-            }
-            (out / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-            scores = score_predictions(
-                data,
-                read_predictions(out / PREDICTIONS_FILE),
-                parse=parse,
-                coords=coords,
-                min_pixels=config.min_pixels,
-                max_pixels=config.max_pixels,
-            )
-            outcome.results, outcome.paths = _finish(
-                scores,
-                data,
-                out,
-                predictions=out / PREDICTIONS_FILE,
-                label=_model_label(config.model, config.adapter),
-                run=info,
-                max_pixels=config.max_pixels,
-                min_pixels=config.min_pixels,
-                examples=config.examples,
-            )
+            outcome.results, outcome.paths = _report_run(plan, outcome, coords)
     finally:
         ranks.close()  # the other ranks exit only once rank 0 has written everything
     return outcome
 
 
-def _finish(
-    scores: Scores,
+def _score_and_report(
     data: BenchmarkData,
+    predictions: Path,
     out: Path,
     *,
-    predictions: Path,
+    parse: ParseMode,
+    coords: CoordSystem,
+    min_pixels: int,
+    max_pixels: int,
     label: str,
     run: dict[str, Any] | None,
-    max_pixels: int,
-    min_pixels: int,
     examples: int,
     write: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Score a predictions file and build results.json (and, with `write`, the three report files)."""
+    scores = score_predictions(
+        data,
+        read_predictions(predictions),
+        parse=parse,
+        coords=coords,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+    )
     settings = {
-        "benchmark": data.benchmark.name,
-        "data": str(data.path.resolve()),
-        "data_sha256": file_sha256(data.path),
-        "image_root": str(data.image_root.resolve()) if data.image_root else None,
-        "split": data.split,
-        "tasks": list(data.tasks_selected) if data.tasks_selected else None,
-        "limit": data.limit,
+        **_data_settings(data),
         "predictions": str(predictions.resolve()),
         "predictions_sha256": file_sha256(predictions),
         "parse": scores.parse,
@@ -490,28 +523,18 @@ def score_file(
         limit=limit if limit is not None else defaults.get("limit"),
     )
     pixels = max_pixels if max_pixels is not None else defaults.get("max_pixels", DEFAULT_MAX_PIXELS)
-    min_pixels = defaults.get("min_pixels", DEFAULT_MIN_PIXELS)
-    chosen_parse: ParseMode = parse or defaults.get("parse") or "answer"
-    system = CoordSystem.parse(coords or defaults.get("coords") or CoordSystem.QWEN2VL)
-    scores = score_predictions(
-        data_set,
-        read_predictions(predictions_path),
-        parse=chosen_parse,
-        coords=system,
-        min_pixels=min_pixels,
-        max_pixels=pixels,
-    )
     if label is None:
         label = _model_label(run["model"], run.get("adapter")) if run else predictions_path.stem
-    results, paths = _finish(
-        scores,
+    results, paths = _score_and_report(
         data_set,
+        predictions_path,
         Path(out) if out is not None else predictions_path.parent,
-        predictions=predictions_path,
+        parse=parse or defaults.get("parse") or "answer",
+        coords=CoordSystem.parse(coords or defaults.get("coords") or CoordSystem.QWEN2VL),
+        min_pixels=defaults.get("min_pixels", DEFAULT_MIN_PIXELS),
+        max_pixels=pixels,
         label=label,
         run=run,
-        max_pixels=pixels,
-        min_pixels=min_pixels,
         examples=examples,
         write=write,
     )
