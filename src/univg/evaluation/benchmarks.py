@@ -224,6 +224,77 @@ def resolve_image_root(
     return None
 
 
+def _read(
+    benchmark: Benchmark, path: Path, root: Path | None
+) -> tuple[list[GroundingSample], dict[str, str], dict[str, str]]:
+    """The valid samples, and why each other record cannot be scored: (samples, invalid, unreadable).
+
+    A record whose only problems are its images is unreadable; any other problem makes its ground
+    truth invalid.
+    """
+    report = Report(benchmark.format, str(path), images_checked=root is not None)
+    samples = list(read_samples(benchmark.format, path, image_root=root, report=report))
+    if report.fatal:
+        raise ValueError(f"{path}: {report.fatal}")
+    invalid: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
+    names = {} if benchmark.ids_are_positions else _own_ids(path, {bad.index for bad in report.bad_records})
+    for bad in report.bad_records:
+        kinds = {p.kind for p in bad.problems}
+        target = unreadable if kinds <= _IMAGE_PROBLEMS else invalid
+        target[names.get(bad.index, str(bad.index))] = _describe(bad.problems)
+    return samples, invalid, unreadable
+
+
+def _check_samples(benchmark: Benchmark, path: Path, samples: list[GroundingSample]) -> None:
+    """What the file must hold to be this benchmark: unique ids, its own split, the scored frame."""
+    duplicates = sorted(sample_id for sample_id, count in Counter(s.id for s in samples).items() if count > 1)
+    if duplicates:
+        raise ValueError(f"{path}: sample ids must be unique; repeated: {', '.join(duplicates[:10])}")
+    if benchmark.format == "refcoco":
+        wrong = {s.task for s in samples} - {benchmark.name}
+        if wrong:
+            raise ValueError(
+                f"{path} holds {', '.join(sorted(wrong))} (by its file name), not {benchmark.name}; "
+                f"use --benchmark {sorted(wrong)[0]}"
+            )
+    if benchmark.score_frame is not None:
+        off = [s.id for s in samples if s.target_image != benchmark.score_frame]
+        if off:
+            raise ValueError(
+                f"{benchmark.name} scores frame {benchmark.score_frame + 1}, but the reader targets another "
+                f"frame for sample(s) {', '.join(off[:5])}"
+            )
+
+
+def _select(
+    samples: list[GroundingSample],
+    keys: dict[str, str],
+    tasks: list[str] | tuple[str, ...] | None,
+    limit: int | None,
+    holds: str,
+) -> list[GroundingSample]:
+    """The samples of the given tasks (all when None), at most `limit` per task, in file order.
+
+    `holds` names the file and its tasks for the error about a task it does not hold.
+    """
+    if tasks:
+        unknown = sorted(set(tasks) - set(keys.values()))
+        if unknown:
+            raise ValueError(f"no samples of task(s) {', '.join(unknown)} in {holds}")
+        samples = [s for s in samples if keys[s.id] in tasks]
+    if limit is None:
+        return samples
+    taken: Counter[str] = Counter()
+    kept = []
+    for sample in samples:
+        key = keys[sample.id]
+        if taken[key] < limit:
+            taken[key] += 1
+            kept.append(sample)
+    return kept
+
+
 def load_benchmark(
     name: str,
     data: str | os.PathLike[str],
@@ -251,64 +322,21 @@ def load_benchmark(
             "its image paths are relative to"
         )
     split_name = benchmark.split_of(path, split)
-    report = Report(benchmark.format, str(path), images_checked=root is not None)
-    samples = list(read_samples(benchmark.format, path, image_root=root, report=report))
-    if report.fatal:
-        raise ValueError(f"{path}: {report.fatal}")
-    invalid: dict[str, str] = {}
-    unreadable: dict[str, str] = {}
-    names = {} if benchmark.ids_are_positions else _own_ids(path, {bad.index for bad in report.bad_records})
-    for bad in report.bad_records:
-        kinds = {p.kind for p in bad.problems}
-        target = unreadable if kinds <= _IMAGE_PROBLEMS else invalid
-        target[names.get(bad.index, str(bad.index))] = _describe(bad.problems)
-
-    duplicates = sorted(sample_id for sample_id, count in Counter(s.id for s in samples).items() if count > 1)
-    if duplicates:
-        raise ValueError(f"{path}: sample ids must be unique; repeated: {', '.join(duplicates[:10])}")
-    if benchmark.format == "refcoco":
-        wrong = {s.task for s in samples} - {benchmark.name}
-        if wrong:
-            raise ValueError(
-                f"{path} holds {', '.join(sorted(wrong))} (by its file name), not {benchmark.name}; "
-                f"use --benchmark {sorted(wrong)[0]}"
-            )
-    if benchmark.score_frame is not None:
-        off = [s.id for s in samples if s.target_image != benchmark.score_frame]
-        if off:
-            raise ValueError(
-                f"{benchmark.name} scores frame {benchmark.score_frame + 1}, but the reader targets another "
-                f"frame for sample(s) {', '.join(off[:5])}"
-            )
+    samples, invalid, unreadable = _read(benchmark, path, root)
+    _check_samples(benchmark, path, samples)
     keys = {s.id: benchmark.task_key(s, split_name) for s in samples}
-    all_ids = set(keys)
-    if tasks:
-        unknown = sorted(set(tasks) - set(keys.values()))
-        if unknown:
-            raise ValueError(
-                f"no samples of task(s) {', '.join(unknown)} in {path}; it holds "
-                f"{', '.join(benchmark.task_order(set(keys.values())))}"
-            )
-        samples = [s for s in samples if keys[s.id] in tasks]
-    if limit is not None:
-        taken: dict[str, int] = {}
-        kept = []
-        for sample in samples:
-            key = keys[sample.id]
-            if taken.get(key, 0) < limit:
-                taken[key] = taken.get(key, 0) + 1
-                kept.append(sample)
-        samples = kept
+    holds = f"{path}; it holds {', '.join(benchmark.task_order(set(keys.values())))}"
+    selected = _select(samples, keys, tasks, limit, holds)
     return BenchmarkData(
         benchmark=benchmark,
         path=path,
         image_root=root,
         split=split_name,
-        samples=samples,
-        task_of={s.id: keys[s.id] for s in samples},
+        samples=selected,
+        task_of={s.id: keys[s.id] for s in selected},
         invalid_gt=invalid,
         unreadable=unreadable,
-        all_ids=all_ids,
+        all_ids=set(keys),
         tasks_selected=tuple(tasks) if tasks else None,
         limit=limit,
     )
