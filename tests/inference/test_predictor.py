@@ -305,3 +305,14 @@ def test_qwen25_models_predict_through_the_same_path(tmp_path, images):
     ]
     batched = predictor.predict(requests)
     assert [p.text for p in batched] == [predictor.predict_one(r).text for r in requests]
+
+
+def test_from_pretrained_splits_predictor_options_from_loading_options(
+    tiny_varied_model_dir, predictor, images
+):
+    loaded = Predictor.from_pretrained(
+        str(tiny_varied_model_dir), batch_size=3, generation=SHORT, max_pixels=SMALL, dtype="float32"
+    )
+    assert (loaded.batch_size, loaded.max_pixels, loaded.parse_mode) == (3, SMALL, "answer")
+    request = _requests(images)[0]
+    assert loaded.predict_one(request).text == predictor.predict_one(request).text

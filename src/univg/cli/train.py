@@ -1,4 +1,4 @@
-"""`univg train ...`: stage 1 (CoT-SFT) and stage 2 (difficulty-aware GRPO).
+"""`univg train sft|grpo --config RECIPE.yaml [--field value ...] [--resume]`: the two stages.
 
 Both stages take `--config RECIPE.yaml`, any `--field value` override of their config dataclass, and
 `--resume`; the overrides go, in order, to TRL's parser, which knows the fields and rejects unknown ones.
@@ -9,9 +9,46 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-TRAIN_COMMAND_MODULES: tuple[str, ...] = ("univg.cli.train_sft", "univg.cli.train_grpo")
+
+@dataclass(frozen=True)
+class TrainStage:
+    """One `univg train` subcommand: its help, and the config class and function it runs."""
+
+    name: str
+    help: str
+    description: str
+    example: str
+    module: str  # imported when the stage runs, so `univg --help` stays instant
+    config_class: str
+    train_function: str
+
+
+STAGES: tuple[TrainStage, ...] = (
+    TrainStage(
+        "sft",
+        "stage 1: chain-of-thought SFT (cold start)",
+        "Stage 1 of UniVG-R1. Every field of UniVGSFTConfig (TRL's SFTConfig plus data, model-part and LoRA "
+        "fields) can be set in the YAML recipe and overridden as --field value. Under `accelerate launch` it "
+        "runs on every process (DDP, FSDP, DeepSpeed).",
+        "univg train sft --config recipes/sft/demo.yaml --max_steps 20",
+        "univg.training.sft",
+        "UniVGSFTConfig",
+        "train_sft",
+    ),
+    TrainStage(
+        "grpo",
+        "stage 2: difficulty-aware GRPO",
+        "Stage 2 of UniVG-R1. Every field of UniVGGRPOConfig (TRL's GRPOConfig and ModelConfig plus data, "
+        "reward and difficulty fields) can be set in the YAML recipe and overridden as --field value.",
+        "univg train grpo --config recipes/grpo/demo.yaml --difficulty_weighting log",
+        "univg.training.grpo",
+        "UniVGGRPOConfig",
+        "train_grpo",
+    ),
+)
 
 
 class RecipeArgumentParser(argparse.ArgumentParser):
@@ -29,14 +66,6 @@ class RecipeArgumentParser(argparse.ArgumentParser):
         return parsed, []
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every training stage shares."""
-    parser.add_argument("--config", metavar="RECIPE.yaml", help="YAML recipe with the config fields")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the last checkpoint in output_dir"
-    )
-
-
 def recipe_options(args: argparse.Namespace) -> list[str]:
     """`--config` and the overrides, as TRL's parser reads them."""
     return (["--config", args.config] if args.config else []) + list(args.overrides)
@@ -50,11 +79,27 @@ def print_result(result: Any) -> None:
         print(f"  {name}: {value:.4f}")
 
 
+def run(args: argparse.Namespace) -> int:
+    from univg.training.config import parse_config
+
+    module = importlib.import_module(args.stage.module)
+    config = parse_config(getattr(module, args.stage.config_class), recipe_options(args))
+    result = getattr(module, args.stage.train_function)(config, resume=args.resume)
+    if config.process_index == 0:
+        print_result(result)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train stage 1 (sft) or stage 2 (grpo)")
-    train_subparsers = parser.add_subparsers(
-        dest="train_command", metavar="STAGE", parser_class=RecipeArgumentParser
-    )
-    for name in TRAIN_COMMAND_MODULES:
-        importlib.import_module(name).register(train_subparsers)
+    stages = parser.add_subparsers(dest="train_command", metavar="STAGE", parser_class=RecipeArgumentParser)
+    for stage in STAGES:
+        command = stages.add_parser(
+            stage.name, help=stage.help, description=stage.description, epilog=f"example: {stage.example}"
+        )
+        command.add_argument("--config", metavar="RECIPE.yaml", help="YAML recipe with the config fields")
+        command.add_argument(
+            "--resume", action="store_true", help="continue from the last checkpoint in output_dir"
+        )
+        command.set_defaults(func=run, stage=stage)
     parser.set_defaults(func=lambda _args: parser.print_help())

@@ -8,6 +8,7 @@ the answer the request gets on its own.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -239,20 +240,14 @@ class Predictor:
         self.context_length = int(self.model.config.get_text_config().max_position_embeddings)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path_or_hub_id: str,
-        *,
-        batch_size: int = 8,
-        generation: GenerationOptions | None = None,
-        style: PromptStyle | str = PromptStyle.UNIVG,
-        **load_kwargs: Any,
-    ) -> Predictor:
-        """Load a checkpoint (`load_kwargs` go to `load_model_and_processor`) and wrap it."""
+    def from_pretrained(cls, path_or_hub_id: str, **kwargs: Any) -> Predictor:
+        """Load a checkpoint and wrap it: the constructor's own options (`batch_size`, `generation`,
+        `style`, `parse_mode`) go to it, every other keyword to `load_model_and_processor`."""
         from univg.models.loading import load_model_and_processor
 
-        loaded = load_model_and_processor(path_or_hub_id, **load_kwargs)
-        return cls(loaded, batch_size=batch_size, generation=generation, style=style)
+        own = set(inspect.signature(cls.__init__).parameters) - {"self", "loaded"}
+        options = {name: kwargs.pop(name) for name in list(kwargs) if name in own}
+        return cls(load_model_and_processor(path_or_hub_id, **kwargs), **options)
 
     def predict(
         self,

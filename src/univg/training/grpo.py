@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
-from univg.core.boxes import CoordSystem
 from univg.core.phi import PHI_KINDS, phi_formula
 from univg.core.rewards import REWARD_FUNCTIONS
 from univg.training.data import (
@@ -306,10 +305,6 @@ def build_grpo_trainer(config: UniVGGRPOConfig) -> DifficultyAwareGRPOTrainer:
     """The trainer for a config: model (frozen parts or LoRA), processor, mixed data, rewards."""
     prepared = load_training_model(config)
     loaded = prepared.loaded
-    if CoordSystem.parse(config.coords) is not loaded.coords:
-        raise ValueError(
-            f"coords={config.coords!r} but {config.model_name_or_path} writes {loaded.coords.value} boxes"
-        )
     samples = load_training_samples(config)
     dataset = trl_dataset(samples, config, with_answer=False)
     return DifficultyAwareGRPOTrainer(

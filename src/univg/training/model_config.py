@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 from trl import ModelConfig, get_peft_config, get_quantization_config
 
+from univg.core.boxes import CoordSystem
 from univg.models.loading import LoadedModel, load_model_and_processor
 
 PARTS = ("vision_tower", "merger", "llm")
@@ -86,7 +87,8 @@ class TrainingModel:
 def load_training_model(config: Any) -> TrainingModel:
     """Load `config.model_name_or_path` as `config`'s model fields ask, then freeze or prepare LoRA.
 
-    `config` is a stage config (model fields plus `min_pixels` / `max_pixels` of the data fields).
+    `config` is a stage config (model fields plus `min_pixels` / `max_pixels` / `coords` of the data
+    fields); a model whose family writes boxes in other coordinates than `coords` is refused.
     """
     if not config.model_name_or_path:
         raise ValueError("model_name_or_path is required (a checkpoint directory or hub id)")
@@ -100,6 +102,10 @@ def load_training_model(config: Any) -> TrainingModel:
         revision=None if config.model_revision == "main" else config.model_revision,
         quantization_config=quantization,
     )
+    if CoordSystem.parse(config.coords) is not loaded.coords:
+        raise ValueError(
+            f"coords={config.coords!r} but {config.model_name_or_path} writes {loaded.coords.value} boxes"
+        )
     frozen = frozen_parts(config)
     peft_config = get_peft_config(config)
     if peft_config is not None:

@@ -24,7 +24,6 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from trl import SFTConfig, SFTTrainer
 
-from univg.core.boxes import CoordSystem
 from univg.data.images import probe_image
 from univg.models.budget import image_tokens
 from univg.training.data import (
@@ -144,10 +143,6 @@ def build_sft_trainer(config: UniVGSFTConfig) -> UniVGSFTTrainer:
     """The trainer for a config: model with its parts frozen (or LoRA), processor, mixed conversations."""
     prepared = load_training_model(config)
     loaded = prepared.loaded
-    if CoordSystem.parse(config.coords) is not loaded.coords:
-        raise ValueError(
-            f"coords={config.coords!r} but {config.model_name_or_path} writes {loaded.coords.value} boxes"
-        )
     conversations = load_training_conversations(config, multi_turn=config.multi_turn)
     kept, dropped = drop_overlong(conversations, config, loaded.processor, config.max_length)
     if not kept:
