@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from univg.data.jsonstream import BadJSON, JsonRecords, JSONStreamError, iter_json_records
 
-# Standard JSON, as arrays must be: no NaN or Infinity, integers within 64 bits.
+# Standard JSON, as arrays must be: no NaN or Infinity, integers within ±(2^63 - 1).
 json_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
+    | st.integers(-(2**63) + 1, 2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),

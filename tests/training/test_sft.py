@@ -290,7 +290,7 @@ def test_every_conversation_too_long_is_a_clear_error(tiny_model_dir, synth_dir,
 
 def test_a_model_that_writes_other_coordinates_is_refused(tiny_model_dir, synth_dir, tmp_path):
     config = sft_config(tiny_model_dir, [synth_dir / "train.jsonl"], tmp_path, coords="pixels")
-    with pytest.raises(ValueError, match="coords='pixels' but .* writes qwen2vl boxes"):
+    with pytest.raises(ValueError, match=r"coords='pixels' but .* writes qwen2vl boxes"):
         build_sft_trainer(config)
 
 

@@ -148,12 +148,13 @@ def read_samples(
     source = str(path)
     try:
         for index, raw in records:
-            ctx = RecordContext(index, inspector, source)
+            ctx = RecordContext(index, inspector, source, spec.name)
+            record = None
             if isinstance(raw, BadJSON):
                 ctx.add(INVALID_RECORD, "", raw.message)
-                samples: list[GroundingSample] = []
             else:
-                samples = spec.read(raw, ctx)
+                record = ctx.record(raw)
+            samples = spec.read(record, ctx) if record is not None else []
             if report is not None:
                 report.records += 1
                 if ctx.ok:

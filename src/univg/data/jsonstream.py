@@ -3,8 +3,8 @@
 MGrounding-630k is one JSON array of hundreds of megabytes: `json.load` would hold all of it (several
 times over, as Python objects). Arrays are read with ijson (its C yajl backend), one element at a
 time; JSON Lines with the standard library, one line at a time. Memory stays at one record plus one
-read chunk. Arrays must be standard JSON (RFC 8259: no NaN or Infinity) with integers that fit in
-64 bits, which is what yajl reads; a record that breaks either rule stops the file at its index.
+read chunk. Arrays must be standard JSON (RFC 8259: no NaN or Infinity) with integers within
+±(2^63 - 1), which is what yajl reads; a record that breaks either rule stops the file at its index.
 """
 
 from __future__ import annotations

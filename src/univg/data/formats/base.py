@@ -1,9 +1,10 @@
 """What every reader shares: problem kinds, the per-record checking context, and the format entry.
 
-A reader turns one raw record into grounding samples. It never stops at the first thing wrong: it
-reports every problem it finds through `RecordContext.add` (each with a kind from `PROBLEM_KINDS`, the
-field it is in, and a message with the offending value), and returns no sample for a record with
-problems. The driver (`univg.data.convert`) counts and lists them.
+A reader turns one record (a JSON object: the driver refuses anything else) into grounding samples.
+It never stops at the first thing wrong: it reports every problem it finds through
+`RecordContext.add` (each with a kind from `PROBLEM_KINDS`, the field it is in, and a message with the
+offending value), and returns no sample for a record with problems. The driver
+(`univg.data.convert`) counts and lists them.
 """
 
 from __future__ import annotations
@@ -160,6 +161,11 @@ def last_reference(*texts: str | None) -> int | None:
     return None
 
 
+def named_or_only(named: int | None, num_images: int) -> int | None:
+    """The image a text names, else the only image: a record with one image needs no name."""
+    return 0 if named is None and num_images == 1 else named
+
+
 def _show(values: Any) -> str:
     text = repr(values)
     return text if len(text) <= 120 else text[:117] + "..."
@@ -168,10 +174,11 @@ def _show(values: Any) -> str:
 class RecordContext:
     """Checks for one record; collects every problem instead of stopping at the first."""
 
-    def __init__(self, index: int, inspector: ImageInspector, source_path: str = "") -> None:
+    def __init__(self, index: int, inspector: ImageInspector, source_path: str, format_name: str) -> None:
         self.index = index
         self.inspector = inspector
         self.source_path = source_path
+        self.format_name = format_name  # every sample read names it as its source
         self.problems: list[RecordProblem] = []
 
     @property
@@ -187,6 +194,36 @@ class RecordContext:
             return value
         self.add(INVALID_RECORD, "", f"expected a JSON object, got {type(value).__name__}")
         return None
+
+    def sample(
+        self,
+        task: str,
+        images: Sequence[str],
+        question: str,
+        target_image: int,
+        box: tuple[float, float, float, float],
+        *,
+        turn: int | None = None,
+        extra: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> GroundingSample:
+        """A sample of this record, named by its position (``"{position}-{turn}"`` for one turn of a
+        dialogue, which also goes into ``extra["turn"]``, where trainers find the turns again) and
+        sourced from its format."""
+        extra = dict(extra or {})
+        if turn is not None:
+            extra = {"turn": turn, **extra}
+        return GroundingSample(
+            id=str(self.index) if turn is None else f"{self.index}-{turn}",
+            task=task,
+            source=self.format_name,
+            images=list(images),
+            question=question,
+            target_image=target_image,
+            box=box,
+            extra=extra,
+            **fields,
+        )
 
     def field(
         self,
@@ -285,6 +322,11 @@ class RecordContext:
             return None
         return found[0]
 
+    def answer_box(self, text: str, field_name: str) -> tuple[float, float, float, float] | None:
+        """The one Qwen2-VL (0..1000) box an answer text writes, canonical; None with the problem noted."""
+        written = self.single_box(text, field_name)
+        return self.box(written, field_name, CoordSystem.QWEN2VL) if written is not None else None
+
     def box(
         self,
         values: Any,
@@ -359,7 +401,7 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-Reader = Callable[[Any, RecordContext], list[GroundingSample]]
+Reader = Callable[[dict[str, Any], RecordContext], list[GroundingSample]]
 
 
 @dataclass(frozen=True)

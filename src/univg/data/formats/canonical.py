@@ -15,10 +15,7 @@ from univg.data.schema import GroundingSample
 SOURCE = "canonical"
 
 
-def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
-    record = ctx.record(raw)
-    if record is None:
-        return []
+def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
     for name in ("id", "task", "source"):
         ctx.field(record, name, (str, int))
     question = ctx.field(record, "question", str)

@@ -41,6 +41,18 @@ def _text_and_tags(content: Any) -> tuple[str, int] | None:
     return None
 
 
+def dialogue(record: dict[str, Any], ctx: RecordContext) -> tuple[list[str], list[Turn]] | None:
+    """The images and question-answer turns of a dialogue record, its ``<image>`` tags counted against
+    its images; None when either is unusable (the problems are noted)."""
+    images = ctx.image_list(record, "images")
+    parsed = read_turns(record, ctx)
+    if images is None or parsed is None:
+        return None
+    turns, tags, name = parsed
+    ctx.image_tags(tags, len(images), name)
+    return images, turns
+
+
 def read_turns(record: dict[str, Any], ctx: RecordContext) -> tuple[list[Turn], int, str] | None:
     """The question-answer pairs of a conversation, its image count, and its field name."""
     turns = ctx.first_of(record, FIELD_NAMES, list)

@@ -9,21 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from univg.data.formats.base import BAD_FIELD, FormatSpec, RecordContext
-from univg.data.formats.zero_shot import pixel_box, single_image_sample
+from univg.data.formats.zero_shot import pixel_box, single_image_fields, single_image_sample
 from univg.data.schema import GroundingSample
 
 SOURCE = "lisa"
 
 
-def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
-    record = ctx.record(raw)
-    if record is None:
-        return []
-    image = ctx.field(record, "image_path", str)
-    instruction = ctx.field(record, "instruction", str)
-    boxes = ctx.field(record, "boxes", list)
-    if image is not None:
-        ctx.check_image(image, "image_path")
+def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
+    image, instruction, boxes = single_image_fields(record, ctx, "instruction", "boxes")
     box = None
     if boxes is not None:
         if isinstance(boxes[0], list | str):
@@ -32,7 +25,7 @@ def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
             ctx.add(BAD_FIELD, "boxes", f"expected a list of boxes, got {boxes!r:.80}")
     if not ctx.ok or box is None or image is None or instruction is None:
         return []
-    return [single_image_sample(ctx.index, SOURCE, image, instruction, box, len(boxes))]
+    return [single_image_sample(ctx, image, instruction, box, len(boxes))]
 
 
 FORMAT = FormatSpec(

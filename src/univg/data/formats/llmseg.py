@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from univg.data.formats.base import FormatSpec, RecordContext
-from univg.data.formats.zero_shot import pixel_box, single_image_sample
+from univg.data.formats.zero_shot import pixel_box, single_image_fields, single_image_sample
 from univg.data.schema import GroundingSample
 
 SOURCE = "llmseg"
@@ -19,22 +19,15 @@ def _flatten(values: list[Any]) -> list[Any]:
     return [v for item in values for v in (item if isinstance(item, list) else [item])]
 
 
-def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
-    record = ctx.record(raw)
-    if record is None:
-        return []
-    image = ctx.field(record, "image_path", str)
-    question = ctx.field(record, "question", str)
-    bbox = ctx.field(record, "bbox", list)
-    if image is not None:
-        ctx.check_image(image, "image_path")
+def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
+    image, question, bbox = single_image_fields(record, ctx, "question", "bbox")
     flat = _flatten(bbox) if bbox is not None else []
     # Several boxes flatten to 8, 12... numbers: the official script scores the first, so do we.
     num_boxes = len(flat) // 4 if len(flat) > 4 and len(flat) % 4 == 0 else 1
     box = pixel_box(flat[:4] if num_boxes > 1 else flat, "bbox", image, ctx) if bbox is not None else None
     if not ctx.ok or box is None or image is None or question is None:
         return []
-    return [single_image_sample(ctx.index, SOURCE, image, question, box, num_boxes)]
+    return [single_image_sample(ctx, image, question, box, num_boxes)]
 
 
 FORMAT = FormatSpec(

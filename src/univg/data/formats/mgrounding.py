@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from univg.core.boxes import CoordSystem
-from univg.data.formats.base import FormatSpec, RecordContext, clean_question, last_reference
-from univg.data.formats.conversation import read_turns
+from univg.data.formats.base import FormatSpec, RecordContext, clean_question, last_reference, named_or_only
+from univg.data.formats.conversation import dialogue
 from univg.data.schema import GroundingSample
 
 SOURCE = "mgrounding"
@@ -21,48 +20,26 @@ SOURCE = "mgrounding"
 
 def resolve_target(answer: str, question: str, num_images: int) -> int | None:
     """The image the answer names, else the last one the question names, else the only image."""
-    named = last_reference(answer, question)
-    if named is None and num_images == 1:
-        return 0
-    return named
+    return named_or_only(last_reference(answer, question), num_images)
 
 
-def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
-    record = ctx.record(raw)
-    if record is None:
+def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
+    parsed = dialogue(record, ctx)
+    if parsed is None:
         return []
-    images = ctx.image_list(record, "images")
-    parsed = read_turns(record, ctx)
+    images, turns = parsed
     task = record.get("type") if isinstance(record.get("type"), str) else SOURCE
-    if images is None or parsed is None:
-        return []
-    turns, tags, name = parsed
-    ctx.image_tags(tags, len(images), name)
+    extra = {"source_id": record["id"]} if "id" in record else {}
     samples = []
     for number, turn in enumerate(turns):
         question = clean_question(turn.question)
-        written = ctx.single_box(turn.answer, turn.answer_field)
-        box = ctx.box(written, turn.answer_field, CoordSystem.QWEN2VL) if written is not None else None
+        box = ctx.answer_box(turn.answer, turn.answer_field)
         target = ctx.target(
             resolve_target(turn.answer, question, len(images)), len(images), turn.answer_field, turn.answer
         )
         if box is None or target is None:
             continue
-        extra: dict[str, Any] = {"turn": number}
-        if "id" in record:
-            extra["source_id"] = record["id"]
-        samples.append(
-            GroundingSample(
-                id=f"{ctx.index}-{number}",
-                task=task,
-                source=SOURCE,
-                images=list(images),
-                question=question,
-                target_image=target,
-                box=box,
-                extra=extra,
-            )
-        )
+        samples.append(ctx.sample(task, images, question, target, box, turn=number, extra=extra))
     return samples if ctx.ok else []
 
 

@@ -35,10 +35,7 @@ def resolve_target(task: str, question: str, additional_info: str, num_images: i
     return last_reference(*(texts[name] for name in order))
 
 
-def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
-    record = ctx.record(raw)
-    if record is None:
-        return []
+def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
     task = ctx.field(record, "task", str)
     images = ctx.image_list(record, "images")
     question = ctx.field(record, "question", str)
@@ -64,18 +61,7 @@ def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
         extra["additional_info"] = additional_info
     if task in _SAME_GEOMETRY_TASKS:
         extra["target_images"] = list(range(len(images)))
-    return [
-        GroundingSample(
-            id=str(ctx.index),
-            task=task,
-            source=SOURCE,
-            images=list(images),
-            question=question.strip(),
-            target_image=target,
-            box=box,
-            extra=extra,
-        )
-    ]
+    return [ctx.sample(task, images, question.strip(), target, box, extra=extra)]
 
 
 FORMAT = FormatSpec(

@@ -9,41 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from univg.data.formats.base import MALFORMED_BOX, FormatSpec, RecordContext
-from univg.data.formats.zero_shot import pixel_box, video_question
+from univg.data.formats.base import FormatSpec, RecordContext
+from univg.data.formats.zero_shot import target_frame_box, video_question
 from univg.data.images import VIDEO_TARGET_FRAME
 from univg.data.schema import GroundingSample
 
 SOURCE = "reasonvos"
 
 
-def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
-    record = ctx.record(raw)
-    if record is None:
-        return []
+def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
     images = ctx.image_list(record, "image_list")
     question = ctx.field(record, "question", str)
     boxes = ctx.field(record, "bbox_list", list)
     target = ctx.target(VIDEO_TARGET_FRAME, len(images), "image_list") if images is not None else None
     box = None
     if boxes is not None and target is not None:
-        if len(boxes) <= target:
-            ctx.add(MALFORMED_BOX, "bbox_list", f"{len(boxes)} box(es): no box for frame {target + 1}")
-        else:
-            box = pixel_box(boxes[target], f"bbox_list[{target}]", images[target], ctx)
+        box = target_frame_box(boxes, target, images[target], ctx)
     if not ctx.ok or box is None or target is None or question is None:
         return []
     return [
-        GroundingSample(
-            id=str(ctx.index),
-            task=SOURCE,
-            source=SOURCE,
-            images=list(images),
-            question=video_question(question),
-            target_image=target,
-            box=box,
-            extra={"instruction": question},
-        )
+        ctx.sample(SOURCE, images, video_question(question), target, box, extra={"instruction": question})
     ]
 
 

@@ -35,10 +35,7 @@ def split_name(path: str) -> str:
     return "refcoco"
 
 
-def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
-    record = ctx.record(raw)
-    if record is None:
-        return []
+def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
     image = ctx.field(record, "image", str)
     problem = ctx.field(record, "problem", str)
     solution = ctx.field(record, "solution", (list, str))
@@ -55,17 +52,7 @@ def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
         box = box if size is not None else normalized_box
     if not ctx.ok or box is None or image is None or problem is None:
         return []
-    return [
-        GroundingSample(
-            id=str(ctx.index),
-            task=split_name(ctx.source_path),
-            source=SOURCE,
-            images=[image],
-            question=clean_question(problem),
-            target_image=0,
-            box=box,
-        )
-    ]
+    return [ctx.sample(split_name(ctx.source_path), [image], clean_question(problem), 0, box)]
 
 
 FORMAT = FormatSpec(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from univg.data.formats.base import BAD_FIELD, MALFORMED_BOX, FormatSpec, RecordContext, RecordProblem
-from univg.data.formats.zero_shot import pixel_box, video_question
+from univg.data.formats.base import BAD_FIELD, FormatSpec, RecordContext, RecordProblem
+from univg.data.formats.zero_shot import target_frame_box, video_question
 from univg.data.images import VIDEO_TARGET_FRAME
 from univg.data.schema import GroundingSample
 
@@ -38,10 +38,7 @@ def _frame_paths(video_id: str, frames: list[int], ctx: RecordContext) -> list[s
     return paths
 
 
-def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
-    record = ctx.record(raw)
-    if record is None:
-        return []
+def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
     video_id = ctx.field(record, "video_id", str)
     frames = ctx.field(record, "frames", list)
     question = ctx.field(record, "question", str)
@@ -53,25 +50,12 @@ def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
     paths = _frame_paths(video_id, frames, ctx) if video_id is not None and frames is not None else None
     box = None
     if boxes is not None and target is not None:
-        if len(boxes) <= target:
-            ctx.add(MALFORMED_BOX, "bbox_list", f"{len(boxes)} box(es): no box for frame {target + 1}")
-        else:
-            image = paths[target] if paths is not None else None
-            box = pixel_box(boxes[target], f"bbox_list[{target}]", image, ctx)
+        box = target_frame_box(boxes, target, paths[target] if paths is not None else None, ctx)
     if not ctx.ok or box is None or paths is None or target is None or question is None:
         return []
+    extra = {"instruction": question, "video_id": video_id}
     return [
-        GroundingSample(
-            id=str(ctx.index),
-            task=SOURCE,
-            source=SOURCE,
-            images=paths,
-            question=video_question(question),
-            target_image=target,
-            box=box,
-            frame_indices=list(frames),
-            extra={"instruction": question, "video_id": video_id},
-        )
+        ctx.sample(SOURCE, paths, video_question(question), target, box, frame_indices=frames, extra=extra)
     ]
 
 

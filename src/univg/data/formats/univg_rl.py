@@ -12,17 +12,21 @@ from __future__ import annotations
 from typing import Any
 
 from univg.core.boxes import CoordSystem
-from univg.data.formats.base import IMAGE_TAG, FormatSpec, RecordContext, clean_question, last_reference
+from univg.data.formats.base import (
+    IMAGE_TAG,
+    FormatSpec,
+    RecordContext,
+    clean_question,
+    last_reference,
+    named_or_only,
+)
 from univg.data.formats.refcoco import looks_like_refcoco
 from univg.data.schema import GroundingSample
 
 SOURCE = "univg-rl"
 
 
-def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
-    record = ctx.record(raw)
-    if record is None:
-        return []
+def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
     images = ctx.image_list(record, "images")
     question = ctx.field(record, "question", str)
     answer = ctx.field(record, "answer", (list, str))
@@ -33,9 +37,7 @@ def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
         if tags:
             ctx.image_tags(tags, len(images), "question")
         named = last_reference(question)
-        target = ctx.target(
-            0 if named is None and len(images) == 1 else named, len(images), "question", question
-        )
+        target = ctx.target(named_or_only(named, len(images)), len(images), "question", question)
     if not ctx.ok or box is None or target is None:
         return []
     task = (
@@ -43,17 +45,7 @@ def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
         if looks_like_refcoco(images)
         else str(record.get("task") or record.get("type") or "mgrounding")
     )
-    return [
-        GroundingSample(
-            id=str(ctx.index),
-            task=task,
-            source=SOURCE,
-            images=list(images),
-            question=clean_question(question),
-            target_image=target,
-            box=box,
-        )
-    ]
+    return [ctx.sample(task, images, clean_question(question), target, box)]
 
 
 FORMAT = FormatSpec(

@@ -12,10 +12,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from univg.core.boxes import CoordSystem
 from univg.core.parsing import extract_answer_text
-from univg.data.formats.base import MALFORMED_BOX, FormatSpec, RecordContext, clean_question, last_reference
-from univg.data.formats.conversation import read_turns
+from univg.data.formats.base import (
+    MALFORMED_BOX,
+    FormatSpec,
+    RecordContext,
+    clean_question,
+    last_reference,
+    named_or_only,
+)
+from univg.data.formats.conversation import dialogue
 from univg.data.formats.refcoco import looks_like_refcoco
 from univg.data.schema import GroundingSample
 
@@ -23,16 +29,11 @@ SOURCE = "univg-sft"
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
-def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
-    record = ctx.record(raw)
-    if record is None:
+def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
+    parsed = dialogue(record, ctx)
+    if parsed is None:
         return []
-    images = ctx.image_list(record, "images")
-    parsed = read_turns(record, ctx)
-    if images is None or parsed is None:
-        return []
-    turns, tags, name = parsed
-    ctx.image_tags(tags, len(images), name)
+    images, turns = parsed
     refcoco = looks_like_refcoco(images)
     task = "refcoco" if refcoco else str(record.get("task") or record.get("type") or "cot-sft")
     samples = []
@@ -43,27 +44,13 @@ def read(raw: Any, ctx: RecordContext) -> list[GroundingSample]:
         if answer is None:
             ctx.add(MALFORMED_BOX, turn.answer_field, f"no <answer>...</answer> in {turn.answer[:120]!r}")
             continue
-        written = ctx.single_box(answer, turn.answer_field)
-        box = ctx.box(written, turn.answer_field, CoordSystem.QWEN2VL) if written is not None else None
+        box = ctx.answer_box(answer, turn.answer_field)
         named = last_reference(answer, question, think.group(1) if think else None)
-        target = ctx.target(
-            0 if named is None and len(images) == 1 else named, len(images), turn.answer_field, answer
-        )
+        target = ctx.target(named_or_only(named, len(images)), len(images), turn.answer_field, answer)
         if box is None or target is None:
             continue
-        samples.append(
-            GroundingSample(
-                id=f"{ctx.index}-{number}",
-                task=task,
-                source=SOURCE,
-                images=list(images),
-                question=question,
-                target_image=target,
-                box=box,
-                cot=think.group(1).strip() if think else None,
-                extra={"turn": number},
-            )
-        )
+        cot = think.group(1).strip() if think else None
+        samples.append(ctx.sample(task, images, question, target, box, turn=number, cot=cot))
     return samples if ctx.ok else []
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from univg.core.boxes import CoordSystem
-from univg.data.formats.base import RecordContext
+from univg.data.formats.base import MALFORMED_BOX, RecordContext
 from univg.data.images import VIDEO_TARGET_FRAME
 from univg.data.schema import GroundingSample
 
@@ -36,22 +36,37 @@ def pixel_box(
     return ctx.box(values, field_name, CoordSystem.PIXELS, size)
 
 
+def single_image_fields(
+    record: dict[str, Any], ctx: RecordContext, question_field: str, boxes_field: str
+) -> tuple[str | None, str | None, list[Any] | None]:
+    """(image_path, instruction, boxes) of a single-image record (LISA, LLMSeg), the image checked."""
+    image = ctx.field(record, "image_path", str)
+    instruction = ctx.field(record, question_field, str)
+    boxes = ctx.field(record, boxes_field, list)
+    if image is not None:
+        ctx.check_image(image, "image_path")
+    return image, instruction, boxes
+
+
 def single_image_sample(
-    index: int,
-    source: str,
+    ctx: RecordContext,
     image: str,
     instruction: str,
     box: tuple[float, float, float, float],
     num_boxes: int,
 ) -> GroundingSample:
     """A zero-shot single-image record (LISA, LLMSeg) in our schema, worded as the official scripts ask."""
-    return GroundingSample(
-        id=str(index),
-        task=source,
-        source=source,
-        images=[image],
-        question=SINGLE_IMAGE_TEMPLATE.format(instruction=instruction.strip()),
-        target_image=0,
-        box=box,
-        extra={"instruction": instruction, "num_boxes": num_boxes},
+    question = SINGLE_IMAGE_TEMPLATE.format(instruction=instruction.strip())
+    return ctx.sample(
+        ctx.format_name, [image], question, 0, box, extra={"instruction": instruction, "num_boxes": num_boxes}
     )
+
+
+def target_frame_box(
+    boxes: list[Any], target: int, image: str | None, ctx: RecordContext
+) -> tuple[float, float, float, float] | None:
+    """The ground truth of the scored frame (video benchmarks give one pixel box per sampled frame)."""
+    if len(boxes) <= target:
+        ctx.add(MALFORMED_BOX, "bbox_list", f"{len(boxes)} box(es): no box for frame {target + 1}")
+        return None
+    return pixel_box(boxes[target], f"bbox_list[{target}]", image, ctx)
