@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from trl.data_utils import prepare_multimodal_messages
 
-from univg.data.hf import hf_dataset_from_jsonl, to_hf_dataset
+from univg.data.hf import RowOptions, hf_dataset_from_jsonl, to_hf_dataset
 from univg.data.prompts import COT_SUFFIX
 from univg.data.schema import GroundingSample, write_jsonl
 
@@ -26,7 +26,7 @@ def samples(tmp_path: Path, make_image: Callable[..., Path]) -> list[GroundingSa
 
 
 def test_grpo_columns(samples: list[GroundingSample], tmp_path: Path) -> None:
-    dataset = to_hf_dataset(samples, image_root=tmp_path)
+    dataset = to_hf_dataset(samples, RowOptions(image_root=str(tmp_path)))
     assert set(dataset.column_names) == {
         "id", "task", "source", "images", "prompt", "solution", "target_image", "target_images",
     }  # fmt: skip
@@ -40,14 +40,16 @@ def test_grpo_columns(samples: list[GroundingSample], tmp_path: Path) -> None:
 
 
 def test_trl_fills_the_image_placeholders(samples: list[GroundingSample], tmp_path: Path) -> None:
-    row = to_hf_dataset(samples, image_root=tmp_path)[0]
+    row = to_hf_dataset(samples, RowOptions(image_root=str(tmp_path)))[0]
     filled = prepare_multimodal_messages(row["prompt"], images=row["images"])
     parts = filled[0]["content"]
     assert [part["image"].size for part in parts if part["type"] == "image"] == [(300, 200), (100, 100)]
 
 
 def test_sft_completion(samples: list[GroundingSample], tmp_path: Path) -> None:
-    dataset = to_hf_dataset(samples, with_answer=True, image_root=tmp_path, decode_images=False)
+    dataset = to_hf_dataset(
+        samples, RowOptions(with_answer=True, image_root=str(tmp_path)), decode_images=False
+    )
     assert (
         dataset[0]["completion"][0]["content"][0]["text"]
         == "<think></think><answer>(100, 200), (300, 400)</answer>"
@@ -59,7 +61,7 @@ def test_sft_completion(samples: list[GroundingSample], tmp_path: Path) -> None:
 def test_from_jsonl_streams_into_an_arrow_cache(samples: list[GroundingSample], tmp_path: Path) -> None:
     path = tmp_path / "samples.jsonl"
     write_jsonl(samples, path)
-    dataset = hf_dataset_from_jsonl(path, image_root=tmp_path, cache_dir=tmp_path / "cache")
+    dataset = hf_dataset_from_jsonl(path, RowOptions(image_root=str(tmp_path)), cache_dir=tmp_path / "cache")
     assert dataset["id"] == ["0", "1"]
     assert dataset[1]["images"][0].size == (300, 200)
-    assert dataset.features == to_hf_dataset(samples, image_root=tmp_path).features
+    assert dataset.features == to_hf_dataset(samples, RowOptions(image_root=str(tmp_path))).features

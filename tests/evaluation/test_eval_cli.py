@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from univg.cli.eval import options_for
 from univg.cli.main import build_parser, main
+from univg.cli.options import options_for
 from univg.evaluation import RunConfig, score_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

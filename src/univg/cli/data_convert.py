@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from univg.cli.options import options_for
 from univg.data.formats import FORMAT_NAMES
 
 _EPILOG = (
@@ -16,9 +17,20 @@ _EPILOG = (
 )
 
 
+def _max_listed(text: str) -> int | None:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (all) or more, got {value}")
+    return value or None
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", required=True, choices=FORMAT_NAMES, help="input format")
-    parser.add_argument("--input", required=True, help="the annotation file (JSON array or JSON Lines)")
+    parser.add_argument(
+        "--format", dest="format_name", required=True, choices=FORMAT_NAMES, help="input format"
+    )
+    parser.add_argument(
+        "--input", dest="path", required=True, help="the annotation file (JSON array or JSON Lines)"
+    )
     parser.add_argument(
         "--image-root",
         default=None,
@@ -30,8 +42,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
         "--max-listed",
-        type=int,
-        default=0,
+        type=_max_listed,
+        default=None,
         help="list at most this many bad records (0: all; counts stay exact)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -72,7 +84,7 @@ def _progress_bar(args: argparse.Namespace) -> tuple[Callable[[int, int], None] 
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(desc=f"reading {args.format}", unit="B", unit_scale=True, file=sys.stderr, leave=False)
+    bar = tqdm(desc=f"reading {args.format_name}", unit="B", unit_scale=True, file=sys.stderr, leave=False)
 
     def update(done: int, total: int) -> None:
         bar.total = total
@@ -81,57 +93,33 @@ def _progress_bar(args: argparse.Namespace) -> tuple[Callable[[int, int], None] 
     return update, bar.close
 
 
-def _print_report(report: Any, as_json: bool) -> None:
-    print(json.dumps(report.to_json(), indent=2, ensure_ascii=False) if as_json else report.render())
-
-
 def _usage_error(message: str) -> int:
     print(f"univg data: error: {message}", file=sys.stderr)
     return 2
 
 
+def _read_and_report(args: argparse.Namespace, action: Callable[..., Any]) -> int:
+    """Run `validate_file` or `convert_file` with the options, and print its report."""
+    progress, close = _progress_bar(args)
+    try:
+        report = action(**options_for(action, args), progress=progress)
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        return _usage_error(f"cannot read {args.path}: {exc.strerror or exc}")
+    except (FileExistsError, ValueError) as exc:
+        return _usage_error(str(exc))
+    finally:
+        close()
+    print(json.dumps(report.to_json(), indent=2, ensure_ascii=False) if args.json else report.render())
+    return 0 if report.ok else 1
+
+
 def _validate(args: argparse.Namespace) -> int:
     from univg.data.convert import validate_file
 
-    progress, close = _progress_bar(args)
-    try:
-        report = validate_file(
-            args.format,
-            args.input,
-            image_root=args.image_root,
-            decode_images=args.decode_images,
-            max_listed=args.max_listed or None,
-            progress=progress,
-        )
-    except (FileNotFoundError, IsADirectoryError) as exc:
-        return _usage_error(f"cannot read {args.input}: {exc.strerror or exc}")
-    finally:
-        close()
-    _print_report(report, args.json)
-    return 0 if report.ok else 1
+    return _read_and_report(args, validate_file)
 
 
 def _convert(args: argparse.Namespace) -> int:
     from univg.data.convert import convert_file
 
-    progress, close = _progress_bar(args)
-    try:
-        report = convert_file(
-            args.format,
-            args.input,
-            args.out,
-            image_root=args.image_root,
-            force=args.force,
-            decode_images=args.decode_images,
-            relative_paths=args.relative_paths,
-            max_listed=args.max_listed or None,
-            progress=progress,
-        )
-    except (FileNotFoundError, IsADirectoryError) as exc:
-        return _usage_error(f"cannot read {args.input}: {exc.strerror or exc}")
-    except (FileExistsError, ValueError) as exc:
-        return _usage_error(str(exc))
-    finally:
-        close()
-    _print_report(report, args.json)
-    return 0 if report.ok else 1
+    return _read_and_report(args, convert_file)

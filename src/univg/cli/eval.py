@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import sys
-from collections.abc import Callable
 from typing import Any
+
+from univg.cli.options import options_for
 
 _COORDS = ("qwen2vl", "qwen25vl", "normalized")
 
@@ -22,15 +22,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
-
-
-def options_for(target: Callable[..., Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The parsed options named like a parameter of `target` (a function, or a config dataclass).
-
-    Each option's `dest` is the name of the field it sets, so no field is copied by hand.
-    """
-    parameters = inspect.signature(target).parameters
-    return {name: value for name, value in vars(args).items() if name in parameters}
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

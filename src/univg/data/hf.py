@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import datasets
@@ -42,96 +43,69 @@ def features(with_answer: bool = False, decode_images: bool = True) -> datasets.
     return datasets.Features(columns)
 
 
-def sample_row(
-    sample: GroundingSample,
-    *,
-    with_answer: bool = False,
-    style: PromptStyle | str = PromptStyle.UNIVG,
-    coords: CoordSystem | str = CoordSystem.QWEN2VL,
-    image_root: str | os.PathLike[str] | None = None,
-    min_pixels: int = DEFAULT_MIN_PIXELS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RowOptions:
+    """How samples become rows: with the answer turn (SFT) or without (GRPO), in which prompt style
+    and box coordinates, under which pixel budget (pixel boxes refer to the resized target), with
+    image paths joined to which root."""
+
+    with_answer: bool = False
+    style: str = PromptStyle.UNIVG.value
+    coords: str = CoordSystem.QWEN2VL.value
+    image_root: str | None = None
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def sample_row(sample: GroundingSample, options: RowOptions = RowOptions()) -> dict[str, Any]:
     """One dataset row for a sample (see the module docstring for the columns)."""
     messages = sample_messages(
         sample,
-        style=style,
-        coords=coords,
-        with_answer=with_answer,
-        min_pixels=min_pixels,
-        max_pixels=max_pixels,
+        style=options.style,
+        coords=options.coords,
+        with_answer=options.with_answer,
+        min_pixels=options.min_pixels,
+        max_pixels=options.max_pixels,
     )
     row: dict[str, Any] = {
         "id": sample.id,
         "task": sample.task,
         "source": sample.source,
-        "images": [str(resolve_image(path, image_root)) for path in sample.images],
+        "images": [str(resolve_image(path, options.image_root)) for path in sample.images],
         "prompt": messages[:1],
         "solution": [float(v) for v in sample.box],
         "target_image": sample.target_image,
         "target_images": sample.accepted_images,
     }
-    if with_answer:
+    if options.with_answer:
         row["completion"] = messages[1:]
     return row
 
 
 def to_hf_dataset(
-    samples: Iterable[GroundingSample],
-    *,
-    with_answer: bool = False,
-    style: PromptStyle | str = PromptStyle.UNIVG,
-    coords: CoordSystem | str = CoordSystem.QWEN2VL,
-    image_root: str | os.PathLike[str] | None = None,
-    decode_images: bool = True,
-    min_pixels: int = DEFAULT_MIN_PIXELS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    samples: Iterable[GroundingSample], options: RowOptions = RowOptions(), *, decode_images: bool = True
 ) -> datasets.Dataset:
     """An in-memory dataset of samples: ``with_answer`` for SFT (adds ``completion``), else GRPO."""
-    rows = [
-        sample_row(
-            sample,
-            with_answer=with_answer,
-            style=style,
-            coords=coords,
-            image_root=image_root,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
-        )
-        for sample in samples
-    ]
-    return datasets.Dataset.from_list(rows, features=features(with_answer, decode_images))
+    rows = [sample_row(sample, options) for sample in samples]
+    return datasets.Dataset.from_list(rows, features=features(options.with_answer, decode_images))
 
 
-def _jsonl_rows(path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+def _jsonl_rows(path: str, options: RowOptions) -> Iterator[dict[str, Any]]:
     for sample in read_jsonl(path):
-        yield sample_row(sample, **kwargs)
+        yield sample_row(sample, options)
 
 
 def hf_dataset_from_jsonl(
     path: str | os.PathLike[str],
+    options: RowOptions = RowOptions(),
     *,
-    with_answer: bool = False,
-    style: PromptStyle | str = PromptStyle.UNIVG,
-    coords: CoordSystem | str = CoordSystem.QWEN2VL,
-    image_root: str | os.PathLike[str] | None = None,
     decode_images: bool = True,
-    min_pixels: int = DEFAULT_MIN_PIXELS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> datasets.Dataset:
     """A dataset built from a canonical JSON Lines file, streamed to an Arrow cache (flat memory)."""
     return datasets.Dataset.from_generator(
         _jsonl_rows,
-        features=features(with_answer, decode_images),
-        gen_kwargs={
-            "path": str(path),
-            "with_answer": with_answer,
-            "style": PromptStyle(style).value,
-            "coords": CoordSystem.parse(coords).value,
-            "image_root": None if image_root is None else str(image_root),
-            "min_pixels": min_pixels,
-            "max_pixels": max_pixels,
-        },
+        features=features(options.with_answer, decode_images),
+        gen_kwargs={"path": str(path), "options": options},
         cache_dir=None if cache_dir is None else str(cache_dir),
     )

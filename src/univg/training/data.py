@@ -19,7 +19,7 @@ import datasets
 
 from univg.core.boxes import CoordSystem
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
-from univg.data.hf import features, to_hf_dataset
+from univg.data.hf import RowOptions, features, to_hf_dataset
 from univg.data.images import target_resized_size
 from univg.data.prompts import PromptStyle, sample_messages
 from univg.data.schema import GroundingSample, is_rejected, read_records, resolve_image
@@ -248,14 +248,14 @@ def trl_dataset(
     Pixel-coordinate models (Qwen2.5-VL) also get `image_size`, the resized target size their boxes
     refer to, so the accuracy reward can read their answers.
     """
-    dataset = to_hf_dataset(
-        samples,
+    options = RowOptions(
         with_answer=with_answer,
         style=args.prompt_style,
         coords=args.coords,
         min_pixels=args.min_pixels,
         max_pixels=args.max_pixels,
     )
+    dataset = to_hf_dataset(samples, options)
     dataset = dataset.add_column("coords", [args.coords] * len(samples))
     if CoordSystem.parse(args.coords) is CoordSystem.PIXELS:
         sizes = [

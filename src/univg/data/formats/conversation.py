@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from univg.data.formats.base import BAD_FIELD, IMAGE_TAG, RecordContext
+from univg.data.formats.base import BAD_FIELD, IMAGE_TAG, RecordContext, named_or_only
+from univg.data.schema import GroundingSample
 
 _ROLES = {
     "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
@@ -51,6 +52,26 @@ def dialogue(record: dict[str, Any], ctx: RecordContext) -> tuple[list[str], lis
     turns, tags, name = parsed
     ctx.image_tags(tags, len(images), name)
     return images, turns
+
+
+def turn_sample(
+    ctx: RecordContext,
+    turn: Turn,
+    number: int,
+    task: str,
+    images: list[str],
+    question: str,
+    answer: str,
+    named: int | None,
+    **fields: Any,
+) -> GroundingSample | None:
+    """Turn `number` as a sample: the one 0..1000 box of `answer` in the image `named` (or the only
+    one); None, with the problems noted, when either cannot be read."""
+    box = ctx.answer_box(answer, turn.answer_field)
+    target = ctx.target(named_or_only(named, len(images)), len(images), turn.answer_field, answer)
+    if box is None or target is None:
+        return None
+    return ctx.sample(task, images, question, target, box, turn=number, **fields)
 
 
 def read_turns(record: dict[str, Any], ctx: RecordContext) -> tuple[list[Turn], int, str] | None:

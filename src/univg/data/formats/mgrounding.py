@@ -11,16 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from univg.data.formats.base import FormatSpec, RecordContext, clean_question, last_reference, named_or_only
-from univg.data.formats.conversation import dialogue
+from univg.data.formats.base import FormatSpec, RecordContext, clean_question, last_reference
+from univg.data.formats.conversation import dialogue, turn_sample
 from univg.data.schema import GroundingSample
 
 SOURCE = "mgrounding"
-
-
-def resolve_target(answer: str, question: str, num_images: int) -> int | None:
-    """The image the answer names, else the last one the question names, else the only image."""
-    return named_or_only(last_reference(answer, question), num_images)
 
 
 def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
@@ -33,13 +28,10 @@ def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
     samples = []
     for number, turn in enumerate(turns):
         question = clean_question(turn.question)
-        box = ctx.answer_box(turn.answer, turn.answer_field)
-        target = ctx.target(
-            resolve_target(turn.answer, question, len(images)), len(images), turn.answer_field, turn.answer
-        )
-        if box is None or target is None:
-            continue
-        samples.append(ctx.sample(task, images, question, target, box, turn=number, extra=extra))
+        # the image the answer names, else the last one the question names, else the only image
+        named = last_reference(turn.answer, question)
+        sample = turn_sample(ctx, turn, number, task, images, question, turn.answer, named, extra=extra)
+        samples += [sample] if sample is not None else []
     return samples if ctx.ok else []
 
 

@@ -13,15 +13,8 @@ import re
 from typing import Any
 
 from univg.core.parsing import extract_answer_text
-from univg.data.formats.base import (
-    MALFORMED_BOX,
-    FormatSpec,
-    RecordContext,
-    clean_question,
-    last_reference,
-    named_or_only,
-)
-from univg.data.formats.conversation import dialogue
+from univg.data.formats.base import MALFORMED_BOX, FormatSpec, RecordContext, clean_question, last_reference
+from univg.data.formats.conversation import dialogue, turn_sample
 from univg.data.formats.refcoco import looks_like_refcoco
 from univg.data.schema import GroundingSample
 
@@ -44,13 +37,10 @@ def read(record: dict[str, Any], ctx: RecordContext) -> list[GroundingSample]:
         if answer is None:
             ctx.add(MALFORMED_BOX, turn.answer_field, f"no <answer>...</answer> in {turn.answer[:120]!r}")
             continue
-        box = ctx.answer_box(answer, turn.answer_field)
         named = last_reference(answer, question, think.group(1) if think else None)
-        target = ctx.target(named_or_only(named, len(images)), len(images), turn.answer_field, answer)
-        if box is None or target is None:
-            continue
         cot = think.group(1).strip() if think else None
-        samples.append(ctx.sample(task, images, question, target, box, turn=number, cot=cot))
+        sample = turn_sample(ctx, turn, number, task, images, question, answer, named, cot=cot)
+        samples += [sample] if sample is not None else []
     return samples if ctx.ok else []
 
 
