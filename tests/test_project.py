@@ -1,5 +1,6 @@
 """The project's promises to a newcomer: the README's two quickstart commands are what CI runs."""
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -30,3 +31,11 @@ def test_univg_command_answers_help_and_version():
             [sys.executable, "-m", "univg", *argv], capture_output=True, text=True, check=True, timeout=60
         )
         assert result.stdout.strip()
+
+
+def test_where_things_live_names_modules_that_exist():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Where things live", 1)[1].split("\n#", 1)[0]
+    modules = re.findall(r"`(univg(?:\.\w+)*)`", table)
+    assert len(modules) > 30
+    assert [m for m in modules if importlib.util.find_spec(m) is None] == []

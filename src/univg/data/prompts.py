@@ -1,4 +1,4 @@
-"""The one prompt builder: training, evaluation and inference all call it.
+"""The one prompt builder: training, evaluation, inference and the server all call it.
 
 Messages use the Hugging Face multimodal chat format (``{"type": "image"}`` placeholders followed by
 the text), which both TRL's trainers and Qwen2-VL's chat template understand. Boxes go into the text

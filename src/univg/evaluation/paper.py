@@ -2,8 +2,7 @@
 
 Reports put them beside our own scores, so every number we publish sits next to the one it is
 meant to reproduce. Each column names the benchmark and the task key our scorer reports it under.
-Only the three models the issue asks for are kept: Qwen2-VL-7B (the base), Migician (the previous
-best) and UniVG-R1 itself.
+Three models are kept: Qwen2-VL-7B (the base), Migician (the previous best) and UniVG-R1 itself.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Batched multi-image grounding: requests in, raw text plus a box in the target image out.
 
-The CLI, the evaluator and the demo all predict through `Predictor`, so they see the same prompts
-(the one prompt builder), the same pixels (the one image loader) and the same box reading (the one
-parser, `read_box`, and `answer_image` for the image the box is in). Requests run in batches with left padding, so a batched greedy answer is
-the answer the request gets on its own.
+The CLI, the evaluator, the server and the demo all predict through `Predictor`, so they see the same
+prompts (the one prompt builder), the same pixels (the one image loader) and the same box reading (the
+one parser: `read_box`, and `answer_image` for the image the box is in). Requests run in batches with
+left padding, so a batched greedy answer is the answer the request gets on its own.
 """
 
 from __future__ import annotations
