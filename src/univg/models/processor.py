@@ -70,54 +70,45 @@ class BatchedQwen2VLImageProcessor(Qwen2VLImageProcessorPil):
                 height, width, factor=factor, min_pixels=size.shortest_edge, max_pixels=size.longest_edge
             )
             if not do_resize or target == (height, width):
-                return self._batched(
-                    np.stack(images), rescale_factor, image_mean, image_std, patch_size, temporal_patch_size,
-                    merge_size, return_tensors,
-                )  # fmt: skip
+                normalized = _normalized(np.stack(images), rescale_factor, image_mean, image_std)
+                return _patches(normalized, patch_size, temporal_patch_size, merge_size, return_tensors)
         return super()._preprocess(
             images, do_resize, size, resample, do_rescale, rescale_factor, do_normalize, image_mean, image_std,
             patch_size, temporal_patch_size, merge_size, return_tensors, **kwargs,
         )  # fmt: skip
 
-    @staticmethod
-    def _batched(
-        images: np.ndarray,
-        rescale_factor: float,
-        image_mean: Any,
-        image_std: Any,
-        patch_size: int,
-        temporal_patch_size: int,
-        merge_size: int,
-        return_tensors: Any,
-    ) -> Any:
-        from transformers import BatchFeature
-
-        count, channels, height, width = images.shape
-        mean = np.asarray(image_mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(image_std, dtype=np.float32).reshape(1, -1, 1, 1)
-        normalized = (images.astype(np.float32) * np.float32(rescale_factor) - mean) / std
-        grid_h, grid_w = height // patch_size, width // patch_size
-        patches = normalized.reshape(
-            count, channels, grid_h // merge_size, merge_size, patch_size, grid_w // merge_size, merge_size,
-            patch_size,
-        )  # fmt: skip
-        patches = np.transpose(patches, (0, 2, 5, 3, 6, 1, 4, 7))  # (n, gh, gw, mh, mw, C, ph, pw)
-        patches = np.broadcast_to(
-            patches[:, :, :, :, :, :, None], (*patches.shape[:6], temporal_patch_size, *patches.shape[6:])
-        )
-        pixel_values = patches.reshape(
-            count * grid_h * grid_w, channels * temporal_patch_size * patch_size**2
-        )
-        grids = np.tile(np.array([[1, grid_h, grid_w]], dtype=np.int64), (count, 1))
-        return BatchFeature(
-            data={"pixel_values": np.ascontiguousarray(pixel_values), "image_grid_thw": grids},
-            tensor_type=return_tensors,
-        )
-
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
         output["image_processor_type"] = "Qwen2VLImageProcessor"
         return output
+
+
+def _normalized(images: np.ndarray, rescale_factor: float, image_mean: Any, image_std: Any) -> np.ndarray:
+    """A (n, C, H, W) batch rescaled and normalised as the stock processor does, in float32."""
+    mean = np.asarray(image_mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(image_std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return (images.astype(np.float32) * np.float32(rescale_factor) - mean) / std
+
+
+def _patches(normalized: np.ndarray, patch: int, temporal: int, merge: int, return_tensors: Any) -> Any:
+    """The flattened patches and grids of a normalised batch, in the order the stock processor writes."""
+    from transformers import BatchFeature
+
+    count, channels, height, width = normalized.shape
+    grid_h, grid_w = height // patch, width // patch
+    patches = normalized.reshape(
+        count, channels, grid_h // merge, merge, patch, grid_w // merge, merge, patch
+    )
+    patches = np.transpose(patches, (0, 2, 5, 3, 6, 1, 4, 7))  # (n, gh, gw, mh, mw, C, ph, pw)
+    patches = np.broadcast_to(
+        patches[:, :, :, :, :, :, None], (*patches.shape[:6], temporal, *patches.shape[6:])
+    )
+    pixel_values = patches.reshape(count * grid_h * grid_w, channels * temporal * patch**2)
+    grids = np.tile(np.array([[1, grid_h, grid_w]], dtype=np.int64), (count, 1))
+    return BatchFeature(
+        data={"pixel_values": np.ascontiguousarray(pixel_values), "image_grid_thw": grids},
+        tensor_type=return_tensors,
+    )
 
 
 class UnivgQwenVLProcessor(Qwen2VLProcessor):
