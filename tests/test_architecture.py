@@ -28,11 +28,6 @@ LAYERS: tuple[frozenset[str], ...] = (
 )
 ROOT = "univg"  # the package itself (its version) sits below every layer
 
-# The demo's pipeline and report import each other (issue 20, item 4: the demo rewrite removes it).
-# Listed here so that every other cycle fails, and so that this entry fails once the cycle is gone.
-KNOWN_CYCLES = {frozenset({"univg.demo.pipeline", "univg.demo.report"})}
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -173,4 +168,4 @@ def test_nothing_imports_upward() -> None:
 
 
 def test_no_import_cycles() -> None:
-    assert cycles(import_graph()) == KNOWN_CYCLES
+    assert cycles(import_graph()) == set()
