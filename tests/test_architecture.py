@@ -28,6 +28,7 @@ LAYERS: tuple[frozenset[str], ...] = (
 )
 ROOT = "univg"  # the package itself (its version) sits below every layer
 
+
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

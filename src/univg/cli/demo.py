@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     from univg.demo.assets import BASE_DIR
     from univg.demo.logs import logs_to_folder
     from univg.demo.pipeline import run_demo
-    from univg.demo.report import REPORT_HTML, REPORT_MD, terminal_summary
-    from univg.demo.results import RESULTS_FILE
+    from univg.demo.report import terminal_summary
+    from univg.evaluation.pages import REPORT_HTML, REPORT_MD, RESULTS_FILE
 
     out = Path(args.out)
     with logs_to_folder(out / "logs") as log_file:

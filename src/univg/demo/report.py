@@ -10,16 +10,15 @@ import html
 from pathlib import Path
 from typing import Any
 
-from univg.demo.results import ACCURACY_REWARD, BUCKETS, DemoResults, StageResult
+from univg.core.phi import BUCKETS
+from univg.demo.results import ACCURACY_REWARD, DemoResults, StageResult
 from univg.evaluation.intervals import Interval
-from univg.evaluation.pages import Table, figure, page, png_data_url, save_figure
+from univg.evaluation.pages import REPORT_HTML, REPORT_MD, Table, figure, page, png_data_url, save_figure
 
 GT_COLOUR = "lime"
 STAGE_COLOURS = ("gray", "deepskyblue", "orange", "red")
 SCALE = 3  # gallery panels are the 112 px images drawn three times larger
 GAP = 6
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
 
 
 def _ci(interval: Interval) -> str:

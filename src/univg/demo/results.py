@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from univg.evaluation.intervals import Interval, macro_mean_interval, paired_difference_interval
+from univg.evaluation.pages import RESULTS_FILE
 
-RESULTS_FILE = "results.json"
 ACCURACY_REWARD = "rewards/accuracy_reward/mean"
-BUCKETS = ("easy", "medium", "hard")
 
 
 @dataclass

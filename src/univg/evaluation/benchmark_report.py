@@ -9,13 +9,10 @@ report.html holds the same tables plus the worst predictions of each task drawn 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,38 +21,16 @@ from univg.core.metrics import METRIC_NAMES
 from univg.core.parsing import PARSE_MODES
 from univg.data.schema import GroundingSample, resolve_image
 from univg.evaluation.benchmarks import BenchmarkData
+from univg.evaluation.pages import REPORT_HTML, REPORT_MD, RESULTS_FILE, Table, figure, page, png_data_url
 from univg.evaluation.paper import PAPER_MODELS, table_for
 from univg.evaluation.scoring import SampleScore, Scores, id_order
 
-RESULTS_FILE = "results.json"
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
 RESULTS_SCHEMA = 1
 THUMBNAIL = 320  # longest side of the images drawn into report.html
 MAX_LISTED = 50  # ids listed in report.md per kind (results.json lists all)
 MAX_RESPONSE_CHARS = 1500
 NONE = "—"
 _MODE_NAMES = {"strict": "strict", "answer": "answer", "first": "first (official scripts)"}
-
-
-@dataclass
-class Table:
-    """A table as header + rows of cell strings, rendered to markdown or HTML."""
-
-    header: list[str]
-    rows: list[list[str]]
-
-    def markdown(self) -> str:
-        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
-        return "\n".join(lines)
-
-    def html(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.header)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _num(value: float | None) -> str:
@@ -245,18 +220,10 @@ def render_markdown(results: dict[str, Any], data: BenchmarkData) -> str:
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-def _png(image: Any) -> str:
-    thumb = image.copy()
-    thumb.thumbnail((THUMBNAIL, THUMBNAIL))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _drawn(
     sample: GroundingSample, index: int, root: Path | None, truth: bool, answer: Sequence[float] | None
 ) -> str | None:
-    """The image at `index` with the truth and/or the answer drawn, as base64 PNG; None if unreadable."""
+    """The image at `index` with the truth and/or the answer drawn, as a PNG data URL; None if unreadable."""
     from PIL import Image, ImageOps
 
     from univg.inference.draw import draw_box
@@ -270,16 +237,9 @@ def _drawn(
         canvas = draw_box(canvas, box_to_pixels(sample.box, canvas.size), label="truth", color="lime")
     if answer is not None:
         canvas = draw_box(canvas, box_to_pixels(answer, canvas.size), label="answer", color="red")
-    return _png(canvas)
-
-
-def _figure(encoded: str | None, caption: str) -> str:
-    body = (
-        f'<img alt="{html.escape(caption)}" src="data:image/png;base64,{encoded}">'
-        if encoded
-        else '<div class="missing">image not available</div>'
-    )
-    return f"<figure>{body}<figcaption>{html.escape(caption)}</figcaption></figure>"
+    thumbnail = canvas.copy()
+    thumbnail.thumbnail((THUMBNAIL, THUMBNAIL))
+    return png_data_url(thumbnail)
 
 
 def _example(score: SampleScore, sample: GroundingSample, parse: str, root: Path | None) -> str:
@@ -288,14 +248,14 @@ def _example(score: SampleScore, sample: GroundingSample, parse: str, root: Path
     named = score.named_image
     elsewhere = score.box_image is not None and score.box_image not in sample.accepted_images
     figures = [
-        _figure(
+        figure(
             _drawn(sample, target, root, True, None if elsewhere else box),
             f"image {target + 1} (target)" + ("" if elsewhere or box is None else ", with the answer"),
         )
     ]
     if elsewhere and box is not None:
         figures.append(
-            _figure(
+            figure(
                 _drawn(sample, score.box_image, root, False, box),
                 f"image {score.box_image + 1} (named by the answer)",
             )
@@ -333,20 +293,6 @@ def worst(scores: Scores, parse: str, per_task: int) -> dict[str, list[SampleSco
     return {task: sorted(items, key=badness)[:per_task] for task, items in by_task.items()}
 
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-.example { border-top: 1px solid #ddd; padding: 0.5em 0; }
-.images { display: flex; gap: 1em; flex-wrap: wrap; }
-figure { margin: 0; } figcaption { font-size: 0.85em; color: #555; }
-pre { white-space: pre-wrap; background: #f6f6f6; padding: 0.5em; max-width: 60em; }
-.missing { width: 200px; height: 120px; background: #eee; display: flex; align-items: center;
-  justify-content: center; color: #888; }
-"""
-
-
 def render_html(results: dict[str, Any], data: BenchmarkData, scores: Scores, *, examples: int = 3) -> str:
     table, notes = paper_table(results, data)
     samples = data.by_id()
@@ -376,11 +322,7 @@ def render_html(results: dict[str, Any], data: BenchmarkData, scores: Scores, *,
                 _example(score, samples[score.id], results["parse"], data.image_root)
                 for score in worst_by_task.get(task, [])
             )
-    title = html.escape(f"univg eval: {data.benchmark.name}, {results['label']}")
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
-    )
+    return page(f"univg eval: {data.benchmark.name}, {results['label']}", parts)
 
 
 def write_reports(

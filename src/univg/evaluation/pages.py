@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# What every report folder holds: the numbers, and the same for people in two forms.
+RESULTS_FILE = "results.json"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
