@@ -123,3 +123,10 @@ def test_run_defaults_are_the_run_configs():
     assert RunConfig(**options_for(RunConfig, args)) == RunConfig("synthetic", "d", "m", "o")
     config = RunConfig(**options_for(RunConfig, build_parser().parse_args([*required, "--no-progress"])))
     assert config.progress is False
+
+
+def test_the_cli_offers_the_dtypes_model_loading_knows():
+    from univg.cli.options import DTYPES
+    from univg.models.loading import DTYPES as LOADING_DTYPES
+
+    assert DTYPES == LOADING_DTYPES

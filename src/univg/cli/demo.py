@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from univg.cli.options import options_for
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from univg.demo.pretrain import DEFAULT_PHASES
@@ -87,16 +89,10 @@ def _say(message: str) -> None:
 def run_pretrain(args: argparse.Namespace) -> int:
     from univg.demo.pretrain import PretrainConfig, pretrain_base
 
-    config = PretrainConfig(
-        out=Path(args.out),
-        seed=args.seed,
-        n_train=args.n_train,
-        n_eval=args.n_eval,
-        minutes=args.minutes,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        **({"phases": tuple(args.phase)} if args.phase else {}),
-    )
+    options = {**options_for(PretrainConfig, args), "out": Path(args.out)}
+    if args.phase:
+        options["phases"] = tuple(args.phase)
+    config = PretrainConfig(**options)
     result = pretrain_base(config, progress=_say)
     print(
         f"{result.steps} steps in {result.train_seconds / 60:.1f} min ({result.samples_per_s:.1f} samples/s)"

@@ -8,20 +8,13 @@ import logging
 import sys
 from typing import Any
 
-from univg.cli.options import options_for
+from univg.cli.options import add_loading_options, options_for, positive
 
 _COORDS = ("qwen2vl", "qwen25vl", "normalized")
 
 
 def _tasks(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +36,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tasks", type=_tasks, metavar="LIST", help="comma-separated tasks to keep")
     parser.add_argument(
-        "--limit", type=_positive, metavar="N", help="at most N samples per task (the first ones)"
+        "--limit", type=positive, metavar="N", help="at most N samples per task (the first ones)"
     )
     parser.add_argument(
         "--parse",
@@ -93,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     endpoint.add_argument(
         "--concurrency",
-        type=_positive,
+        type=positive,
         default=RunConfig.concurrency,
         help="requests in flight (default: %(default)s)",
     )
@@ -105,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", required=True, metavar="DIR", help="output folder (reused to resume)")
     run.add_argument(
         "--batch-size",
-        type=_positive,
+        type=positive,
         default=RunConfig.batch_size,
         help="requests per batch (default: %(default)s)",
     )
@@ -115,18 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="prompt: univg = UniVG-R1's reasoning suffix (default), plain = Qwen2-VL plain grounding",
     )
     run.add_argument(
-        "--max-new-tokens", type=_positive, default=RunConfig.max_new_tokens, help="default: %(default)s"
+        "--max-new-tokens", type=positive, default=RunConfig.max_new_tokens, help="default: %(default)s"
     )
-    run.add_argument(
-        "--max-pixels",
-        type=_positive,
-        default=RunConfig.max_pixels,
-        help="image pixel budget (default: %(default)s, the paper's training setting)",
-    )
-    run.add_argument("--adapter", help="a LoRA adapter to apply on top of --model")
-    run.add_argument("--dtype", default=RunConfig.dtype, choices=("auto", "float32", "bfloat16", "float16"))
-    run.add_argument("--device-map", help="e.g. auto (default: this process's device)")
-    run.add_argument("--attn-implementation", help="e.g. sdpa, eager, flash_attention_2")
+    add_loading_options(run, device_map_default="this process's device")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     run.set_defaults(func=run_command)
 
@@ -146,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "image, normalized = 0..1",
     )
     score.add_argument(
-        "--max-pixels", type=_positive, help="pixel budget qwen25vl boxes refer to (default: 401408)"
+        "--max-pixels", type=positive, help="pixel budget qwen25vl boxes refer to (default: 401408)"
     )
     score.add_argument("--out", metavar="DIR", help="where the reports go (default: the predictions' folder)")
     score.add_argument("--label", help="the model's name in the reports")

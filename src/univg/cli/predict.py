@@ -7,6 +7,8 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from univg.cli.options import add_loading_options, options_for, positive
+
 if TYPE_CHECKING:
     from univg.inference.predictor import Prediction
 
@@ -36,18 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="ask the question alone, without the UniVG-R1 reasoning instruction (for base Qwen2-VL models)",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="default: %(default)s")
-    parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--max-new-tokens", type=positive, default=256, help="default: %(default)s")
+    parser.add_argument(
+        "--sample", dest="do_sample", action="store_true", help="sample instead of greedy decoding"
+    )
     parser.add_argument("--temperature", type=float, default=1.0, help="with --sample (default: %(default)s)")
     parser.add_argument("--top-p", type=float, default=1.0, help="with --sample (default: %(default)s)")
     parser.add_argument("--seed", type=int, help="random seed for --sample")
-    parser.add_argument("--adapter", help="a LoRA adapter to apply on top of --model")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    parser.add_argument("--device-map", help="e.g. auto, cpu, cuda (default: load on the CPU)")
-    parser.add_argument("--attn-implementation", help="e.g. sdpa, eager, flash_attention_2")
-    parser.add_argument(
-        "--max-pixels", type=int, help="image pixel budget (default: 401408, the paper's training setting)"
-    )
+    add_loading_options(parser, device_map_default="load on the CPU")
     parser.set_defaults(func=run)
 
 
@@ -57,27 +55,13 @@ def run(args: argparse.Namespace) -> int:
     from univg.inference.predictor import GenerationOptions, Predictor, PromptTooLongError, Request
     from univg.models.loading import ModelLoadError, load_model_and_processor
 
-    load_kwargs = {
-        "dtype": args.dtype,
-        "device_map": args.device_map,
-        "attn_implementation": args.attn_implementation,
-        "adapter": args.adapter,
-    }
-    if args.max_pixels is not None:
-        load_kwargs["max_pixels"] = args.max_pixels
-    generation = GenerationOptions(
-        max_new_tokens=args.max_new_tokens,
-        do_sample=args.sample,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-    )
+    generation = GenerationOptions(**options_for(GenerationOptions, args))
     request = Request(
         question=args.question, images=args.image or (), video=args.video, num_frames=args.frames, id="cli"
     )
     try:
         predictor = Predictor(
-            load_model_and_processor(args.model, **load_kwargs),
+            load_model_and_processor(args.model, **options_for(load_model_and_processor, args)),
             batch_size=1,
             generation=generation,
             style="plain" if args.plain else "univg",

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from univg.cli.eval import _positive
+from univg.cli.options import add_loading_options, options_for, positive
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model", required=True, help="checkpoint directory, LoRA adapter directory or hub id"
     )
-    parser.add_argument("--adapter", help="a LoRA adapter to apply on top of --model")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
     parser.add_argument(
@@ -37,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the name clients send as 'model' (default: a directory's name, or the hub id)",
     )
     parser.add_argument(
-        "--max-batch", type=_positive, default=8, help="requests generated together (default: %(default)s)"
+        "--max-batch", type=positive, default=8, help="requests generated together (default: %(default)s)"
     )
     parser.add_argument(
         "--max-wait-ms",
@@ -47,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-queue",
-        type=_positive,
+        type=positive,
         default=64,
         help="requests waiting beyond the running batch; more get 503 with Retry-After (default: %(default)s)",
     )
@@ -62,23 +61,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fetch http(s) image URLs (public addresses only, with size and time limits); off by default",
     )
     parser.add_argument(
-        "--max-images", type=_positive, default=defaults.max_images, help="per request (default: %(default)s)"
+        "--max-images", type=positive, default=defaults.max_images, help="per request (default: %(default)s)"
     )
     parser.add_argument(
         "--max-image-pixels",
-        type=_positive,
+        type=positive,
         default=defaults.max_image_pixels,
         help="largest image accepted, width x height (default: %(default)s)",
     )
     parser.add_argument(
         "--max-text-chars",
-        type=_positive,
+        type=positive,
         default=defaults.max_text_chars,
         help="text of one request (default: %(default)s)",
     )
     parser.add_argument(
         "--max-tokens",
-        type=_positive,
+        type=positive,
         default=defaults.max_tokens,
         help="most tokens a request may ask for (default: %(default)s)",
     )
@@ -88,18 +87,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.max_body_bytes / 2**20,
         help="largest request body in MiB (default: %(default)s)",
     )
-    parser.add_argument(
-        "--max-pixels",
-        type=_positive,
-        default=401_408,
-        help="image pixel budget of the model (default: %(default)s, the paper's training setting)",
-    )
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    parser.add_argument("--device-map", help="e.g. auto, cpu, cuda (default: load on the CPU)")
-    parser.add_argument("--attn-implementation", help="e.g. sdpa, eager, flash_attention_2")
+    add_loading_options(parser, device_map_default="load on the CPU")
     parser.add_argument(
         "--threads",
-        type=_positive,
+        type=positive,
         help="CPU threads for generation (default: torch's, one per core); 1 or 2 on a shared machine",
     )
     parser.add_argument(
@@ -157,14 +148,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        loaded = load_model_and_processor(
-            args.model,
-            dtype=args.dtype,
-            device_map=args.device_map,
-            attn_implementation=args.attn_implementation,
-            adapter=args.adapter,
-            max_pixels=args.max_pixels,
-        )
+        loaded = load_model_and_processor(args.model, **options_for(load_model_and_processor, args))
     except (ModelLoadError, ValueError, OSError) as exc:
         sock.close()
         print(f"univg serve: {exc}", file=sys.stderr)
