@@ -22,15 +22,15 @@ from univg.core.boxes import CoordSystem
 from univg.core.parsing import is_strict_format
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from univg.data.images import LoadedImage
-from univg.data.prompts import Messages, PromptStyle, build_messages
+from univg.data.prompts import Messages, PromptStyle
 from univg.inference.predictor import (
     GenerationOptions,
     Prediction,
     Request,
     Timing,
     default_parse_mode,
-    load_request_images,
     read_answer,
+    request_chat,
 )
 
 
@@ -122,24 +122,22 @@ class EndpointPredictor:
 
     def _predict_one(self, request: Request, options: GenerationOptions, batch_size: int) -> Prediction:
         started = time.perf_counter()
-        problem = request.problem()
-        if problem is not None:
-            raise ValueError(f"request {request.id}: {problem}")
-        images, frame_indices = load_request_images(
-            request, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+        chat = request_chat(
+            request,
+            str(request.id),
+            style=self.style,
+            parse_mode=self.parse_mode,
+            min_pixels=self.min_pixels,
+            max_pixels=self.max_pixels,
         )
-        style = self.style if request.style is None else PromptStyle(request.style)
-        messages = request.messages or build_messages(
-            len(images), request.question, style=style, simple_reference=request.simple_reference
-        )
-        payload = openai_messages(messages, [image_data_url(image) for image in images])
+        images = chat.images
+        payload = openai_messages(chat.messages, [image_data_url(image) for image in images])
         loaded = time.perf_counter()
         completion = self._complete(request, payload, options)
         choice = completion.choices[0] if completion.choices else None
         text = (choice.message.content if choice is not None else None) or ""
         counts = completion.usage
-        parse_mode = self.parse_mode if request.style is None else default_parse_mode(style)
-        answer = read_answer(text, images, self.coords, parse_mode)
+        answer = read_answer(text, images, self.coords, chat.parse_mode)
         return Prediction(
             id=request.id,
             text=text,
@@ -147,7 +145,7 @@ class EndpointPredictor:
             format_ok=is_strict_format(text),
             images=[image.path for image in images],
             image_sizes=[image.original_size for image in images],
-            frame_indices=frame_indices,
+            frame_indices=chat.frame_indices,
             prompt_tokens=int(counts.prompt_tokens) if counts is not None else 0,
             generated_tokens=int(counts.completion_tokens) if counts is not None else 0,
             timing=Timing(batch_size, loaded - started, time.perf_counter() - loaded),

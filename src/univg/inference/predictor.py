@@ -205,6 +205,43 @@ def default_parse_mode(style: PromptStyle | str) -> ParseMode:
 
 
 @dataclass
+class RequestChat:
+    """A request made ready for any backend: its images as the model sees them, its chat, and how its
+    answer is read."""
+
+    images: list[LoadedImage]
+    frame_indices: list[int] | None  # for a video: the frame each image was taken from
+    messages: Messages
+    parse_mode: ParseMode
+
+
+def request_chat(
+    request: Request,
+    name: str | int,
+    *,
+    style: PromptStyle,
+    parse_mode: ParseMode,
+    min_pixels: int,
+    max_pixels: int,
+) -> RequestChat:
+    """Check a request, load its images and build its chat: its own messages, or the prompt builder's in
+    its style (the backend's `style` unless the request names one, with that style's parse mode)."""
+    problem = request.problem()
+    if problem is not None:
+        raise ValueError(f"request {name}: {problem}")
+    images, frame_indices = load_request_images(request, min_pixels=min_pixels, max_pixels=max_pixels)
+    chosen = style if request.style is None else PromptStyle(request.style)
+    messages = request.messages
+    if messages is None:
+        messages = build_messages(
+            len(images), request.question, style=chosen, simple_reference=request.simple_reference
+        )
+    return RequestChat(
+        images, frame_indices, messages, parse_mode if request.style is None else default_parse_mode(chosen)
+    )
+
+
+@dataclass
 class _Prepared:
     request: Request
     images: list[LoadedImage]
@@ -287,19 +324,16 @@ class Predictor:
     def _prepare(self, request: Request, index: int, max_new_tokens: int) -> _Prepared:
         """Load a request's images and build its prompt; refuse it when it cannot fit the context."""
         name = request.id or index
-        problem = request.problem()
-        if problem is not None:
-            raise ValueError(f"request {name}: {problem}")
-        images, frame_indices = load_request_images(
-            request, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+        chat = request_chat(
+            request,
+            name,
+            style=self.style,
+            parse_mode=self.parse_mode,
+            min_pixels=self.min_pixels,
+            max_pixels=self.max_pixels,
         )
-        style = self.style if request.style is None else PromptStyle(request.style)
-        messages = request.messages
-        if messages is None:
-            messages = build_messages(
-                len(images), request.question, style=style, simple_reference=request.simple_reference
-            )
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        images = chat.images
+        prompt = self.processor.apply_chat_template(chat.messages, add_generation_prompt=True, tokenize=False)
         # The prompt as the model will see it: each image placeholder expands to its image tokens.
         text_tokens = len(self.processor.tokenizer(prompt, add_special_tokens=False)["input_ids"])
         image_count = sum(image_tokens(self.processor, img.resized_size) for img in images)
@@ -311,8 +345,7 @@ class Predictor:
                 f"{max_new_tokens}, but the model's context is {self.context_length} tokens; use fewer or "
                 "smaller images (a lower max_pixels) or a lower max_new_tokens"
             )
-        parse_mode = self.parse_mode if request.style is None else default_parse_mode(style)
-        return _Prepared(request, images, frame_indices, prompt, prompt_tokens, index, parse_mode)
+        return _Prepared(request, images, chat.frame_indices, prompt, prompt_tokens, index, chat.parse_mode)
 
     def _encode(self, batch: list[_Prepared]) -> BatchFeature:
         images = [img.image for p in batch for img in p.images]

@@ -20,18 +20,22 @@ if TYPE_CHECKING:
 VocabKind = Literal["trained", "grounding", "qwen"]
 VOCAB_KINDS: tuple[VocabKind, ...] = ("trained", "grounding", "qwen")
 
-# Qwen2-VL's special tokens, in the order (and, with the `qwen` vocabulary, at the ids 151643..151656)
-# of the real checkpoints.
-QWEN2VL_SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
+# Qwen2-VL's grounding tokens: they mark referring expressions, boxes and quadrilaterals inside text.
+GROUNDING_TOKENS: tuple[str, ...] = (
     "<|object_ref_start|>",
     "<|object_ref_end|>",
     "<|box_start|>",
     "<|box_end|>",
     "<|quad_start|>",
     "<|quad_end|>",
+)
+# Qwen2-VL's special tokens, in the order (and, with the `qwen` vocabulary, at the ids 151643..151656)
+# of the real checkpoints.
+QWEN2VL_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    *GROUNDING_TOKENS,
     "<|vision_start|>",
     "<|vision_end|>",
     "<|vision_pad|>",

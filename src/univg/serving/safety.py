@@ -25,20 +25,12 @@ from urllib.parse import urljoin, urlsplit
 
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from univg.data.images import ImageLoadError, LoadedImage, decode_image_bytes, prepare_image
+from univg.models.tokenizer import GROUNDING_TOKENS
 
 # Qwen2-VL's grounding tokens may appear in text (a referring expression, a previous answer's box);
 # every other special token (<|image_pad|>, <|vision_start|>, <|im_start|>, ...) would change the
 # prompt's structure and is refused.
-TEXT_TOKENS = frozenset(
-    {
-        "<|object_ref_start|>",
-        "<|object_ref_end|>",
-        "<|box_start|>",
-        "<|box_end|>",
-        "<|quad_start|>",
-        "<|quad_end|>",
-    }
-)
+TEXT_TOKENS = frozenset(GROUNDING_TOKENS)
 ALLOWED_CONTROL = frozenset("\t\n\r")
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[\w.+-]+)*);base64,", re.I)
 
