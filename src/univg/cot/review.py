@@ -36,6 +36,13 @@ class ReviewError(ValueError):
     """Input or decisions that cannot be used; the message names the file and what is wrong."""
 
 
+def _read_lines_for(source: Path, target: Path, overwrite: bool) -> list[dict[str, Any]]:
+    """The lines of `source`, once writing `target` is allowed (it does not exist, or `overwrite`)."""
+    if target.exists() and not overwrite:
+        raise ReviewError(f"{target} exists; pass --force to replace it")
+    return _read_lines(source)
+
+
 def _read_lines(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ReviewError(f"{path}: no such file (the output of univg cot generate)")
@@ -117,9 +124,7 @@ def write_review_page(
 ) -> ReviewPage:
     """Write the review page of a stratified sample of `input_path`'s verified lines."""
     source, target = Path(input_path), Path(out)
-    if target.exists() and not overwrite:
-        raise ReviewError(f"{target} exists; pass --force to replace it")
-    lines = _read_lines(source)
+    lines = _read_lines_for(source, target, overwrite)
     sample = stratified_sample(lines, share, seed)
     if not sample:
         raise ReviewError(f"{source}: no verified lines to review")
@@ -142,10 +147,11 @@ def write_review_page(
     return ReviewPage(target, len(sample), by_task)
 
 
-@dataclass
-class TaskReview:
-    reviewed: int = 0
-    accepted: int = 0
+class _Acceptance:
+    """What follows from how many were reviewed and how many of those accepted."""
+
+    reviewed: int
+    accepted: int
 
     @property
     def rejected(self) -> int:
@@ -157,7 +163,13 @@ class TaskReview:
 
 
 @dataclass
-class ReviewReport:
+class TaskReview(_Acceptance):
+    reviewed: int = 0
+    accepted: int = 0
+
+
+@dataclass
+class ReviewReport(_Acceptance):
     out: Path
     tasks: dict[str, TaskReview] = field(default_factory=dict)
     undecided: int = 0  # items of the page without a decision
@@ -169,14 +181,6 @@ class ReviewReport:
     @property
     def accepted(self) -> int:
         return sum(t.accepted for t in self.tasks.values())
-
-    @property
-    def rejected(self) -> int:
-        return self.reviewed - self.accepted
-
-    @property
-    def rate(self) -> float | None:
-        return self.accepted / self.reviewed if self.reviewed else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -236,9 +240,7 @@ def apply_decisions(
 ) -> ReviewReport:
     """Write `out`: `input_path` with the decisions folded in; returns the per-task acceptance report."""
     source, target = Path(input_path), Path(out)
-    if target.exists() and not overwrite:
-        raise ReviewError(f"{target} exists; pass --force to replace it")
-    lines = _read_lines(source)
+    lines = _read_lines_for(source, target, overwrite)
     data, decisions = _read_decisions(Path(decisions_path))
     by_id = {line["id"]: line for line in lines}
     for item_id in decisions:
