@@ -7,11 +7,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from univg.cli.options import options_for
+from univg.cli.options import options_for, positive
+
+
+def _run_options(parser: argparse.ArgumentParser, *, out: str, threads_help: str) -> None:
+    """Where a run writes, its seed and its CPU threads (the numbers depend on the threads)."""
+    from univg.demo.assets import DEMO_THREADS
+
+    parser.add_argument("--out", default=out, help="output directory (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--threads", type=positive, default=DEMO_THREADS, help=threads_help)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from univg.demo.pretrain import DEFAULT_PHASES
+    from univg.demo.pretrain import DEFAULT_PHASES, PretrainConfig
 
     parser = subparsers.add_parser(
         "demo",
@@ -20,14 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each evaluated on held-out data, in one report (DIR/report.html, DIR/report.md).",
     )
     parser.add_argument("--quick", action="store_true", help="a short run (minutes) instead of the full one")
-    parser.add_argument("--out", default="univg-demo", help="output directory (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=2,
-        help="CPU threads (default: %(default)s, what the README's numbers used; the numbers depend on it; "
-        "one is faster on a machine busy with other work)",
+    _run_options(
+        parser,
+        out="univg-demo",
+        threads_help="CPU threads (default: %(default)s, what the README's numbers used; the numbers depend "
+        "on it; one is faster on a machine busy with other work)",
     )
     parser.add_argument(
         "--base",
@@ -43,8 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "phase by phase, evaluate it on held-out data and write DIR/base (checkpoint + CARD.md), the demo's "
         "base model. Run again with the same arguments after a kill, it resumes where it stopped.",
     )
-    pretrain.add_argument("--out", default="univg-pretrain", help="output directory (default: %(default)s)")
-    pretrain.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    _run_options(
+        pretrain,
+        out="univg-pretrain",
+        threads_help="CPU threads (default: %(default)s); one is faster on a machine busy with other work, "
+        "and the weights depend on it",
+    )
     pretrain.add_argument(
         "--phase",
         action="append",
@@ -59,16 +69,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--minutes", type=float, default=None, help="also stop after this much training time (wall clock)"
     )
     pretrain.add_argument(
-        "--n-train", type=int, default=20_000, help="training samples (default: %(default)s)"
+        "--n-train",
+        type=positive,
+        default=PretrainConfig.n_train,
+        help="training samples (default: %(default)s)",
     )
-    pretrain.add_argument("--n-eval", type=int, default=400, help="held-out samples (default: %(default)s)")
-    pretrain.add_argument("--batch-size", type=int, default=16, help="samples a step (default: %(default)s)")
     pretrain.add_argument(
-        "--threads",
-        type=int,
-        default=2,
-        help="CPU threads (default: %(default)s); one is faster on a machine busy with other work, and the "
-        "weights depend on it",
+        "--n-eval",
+        type=positive,
+        default=PretrainConfig.n_eval,
+        help="held-out samples (default: %(default)s)",
+    )
+    pretrain.add_argument(
+        "--batch-size",
+        type=positive,
+        default=PretrainConfig.batch_size,
+        help="samples a step (default: %(default)s)",
     )
     pretrain.set_defaults(func=run_pretrain)
 
