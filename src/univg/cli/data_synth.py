@@ -30,6 +30,13 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: %(default)s)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes that draw the samples (default: %(default)s); the output is the same for any number",
+    )
+    parser.add_argument(
         "--tasks",
         default="default",
         metavar="LIST",
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"univg data synth: {exc}", file=sys.stderr)
         return 2
-    summary = generate_dataset(args.out, config)
+    summary = generate_dataset(args.out, config, workers=args.workers)
     total = sum(sum(counts.values()) for counts in summary.counts.values())
     rate = total / summary.seconds if summary.seconds > 0 else float("inf")
     print(f"wrote {total} samples to {summary.out_dir} in {summary.seconds:.1f} s ({rate:.0f} samples/s)")

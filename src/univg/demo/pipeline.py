@@ -24,6 +24,7 @@ Progress = Callable[[str], None]
 # Generation budget at evaluation: the teacher's chains and answers take 30 to 50 tokens.
 EVAL_MAX_NEW_TOKENS = 96
 EVAL_BATCH = 64
+GENERATIONS = 8  # completions per prompt in GRPO, as the paper
 
 
 @dataclass(frozen=True)
@@ -109,42 +110,32 @@ def _train(build: Callable[[], Any], output_dir: Path, log_file: Path, descripti
     return run_trainer(quiet, str(output_dir))
 
 
-def train_sft_stage(base: Path, sft_file: Path, out: Path, logs: Path, size: DemoSize, seed: int) -> Any:
-    """Stage 1 (CoT-SFT) from the base with the packaged demo recipe."""
+def train_stage(
+    plan: StagePlan, model: Path, train_file: Path, out: Path, logs: Path, size: DemoSize, seed: int
+) -> Any:
+    """Stage 1 (CoT-SFT), or a stage-2 GRPO run with the plan's phi, from `model` with its packaged recipe."""
+    from univg.training.grpo import UniVGGRPOConfig, build_grpo_trainer
     from univg.training.sft import UniVGSFTConfig, build_sft_trainer
 
-    config = recipe_config(
-        UniVGSFTConfig,
-        "sft",
-        model_name_or_path=str(base),
-        output_dir=str(out),
-        train_files=[str(sft_file)],
-        seed=seed,
-        max_steps=size.sft_steps,
-    )
-    return _train(lambda: build_sft_trainer(config), out, logs / "sft.jsonl", "CoT-SFT")
-
-
-def train_grpo_stage(
-    plan: StagePlan, sft: Path, rl_file: Path, out: Path, logs: Path, size: DemoSize, seed: int
-) -> Any:
-    """Stage 2 from the stage-1 checkpoint with the packaged demo recipe and the plan's phi."""
-    from univg.training.grpo import UniVGGRPOConfig, build_grpo_trainer
-
-    generations = 8
-    config = recipe_config(
+    common = {
+        "model_name_or_path": str(model),
+        "output_dir": str(out),
+        "train_files": [str(train_file)],
+        "seed": seed,
+    }
+    if plan.weighting is None:
+        sft = recipe_config(UniVGSFTConfig, "sft", **common, max_steps=size.sft_steps)
+        return _train(lambda: build_sft_trainer(sft), out, logs / f"{plan.key}.jsonl", plan.label)
+    grpo = recipe_config(
         UniVGGRPOConfig,
         "grpo",
-        model_name_or_path=str(sft),
-        output_dir=str(out),
-        train_files=[str(rl_file)],
-        seed=seed,
+        **common,
         max_steps=size.grpo_steps,
         difficulty_weighting=plan.weighting,
-        num_generations=generations,
-        per_device_train_batch_size=size.grpo_prompts * generations,
+        num_generations=GENERATIONS,
+        per_device_train_batch_size=size.grpo_prompts * GENERATIONS,
     )
-    return _train(lambda: build_grpo_trainer(config), out, logs / f"{plan.key}.jsonl", plan.label)
+    return _train(lambda: build_grpo_trainer(grpo), out, logs / f"{plan.key}.jsonl", plan.label)
 
 
 def evaluate(plan: StagePlan, model_dir: Path, style: str, eval_file: Path, out: Path) -> StageScores:
@@ -233,14 +224,14 @@ def run_demo(
         if plan.key == "sft":
             clock.stage(f"stage 1: CoT-SFT, {size.sft_steps} steps")
             models["sft"] = root / "models" / "sft"
-            trained = train_sft_stage(models["base"], sft_file, models["sft"], logs, size, seed)
+            trained = train_stage(plan, models["base"], sft_file, models["sft"], logs, size, seed)
         elif plan.weighting is not None:
             clock.stage(
                 f"stage 2: {plan.label} (difficulty_weighting {plan.weighting}), {size.grpo_steps} steps of "
-                f"{size.grpo_prompts} prompts x 8"
+                f"{size.grpo_prompts} prompts x {GENERATIONS}"
             )
             models[plan.key] = root / "models" / plan.key
-            trained = train_grpo_stage(plan, models["sft"], rl_file, models[plan.key], logs, size, seed)
+            trained = train_stage(plan, models["sft"], rl_file, models[plan.key], logs, size, seed)
         clock.stage(f"evaluating {plan.label} ({'plain' if style == 'plain' else 'reasoning'} prompt)")
         scores = evaluate(plan, models[plan.key], style, eval_file, root / "eval" / plan.key)
         for item in gallery:

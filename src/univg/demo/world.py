@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+# Processes that draw synthetic samples; the data do not depend on their number.
+WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def synth_data(out: Path, config: Any) -> Path:
@@ -19,5 +23,5 @@ def synth_data(out: Path, config: Any) -> Path:
     ):
         return out
     shutil.rmtree(out, ignore_errors=True)
-    generate_dataset(out, config)
+    generate_dataset(out, config, workers=WORKERS)
     return out

@@ -201,3 +201,16 @@ def test_the_world_imports_nothing_outside_core_and_data_and_no_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_worker_processes_write_the_same_bytes(tmp_path, monkeypatch):
+    import univg.data.synthetic.dataset as dataset
+
+    monkeypatch.setattr(dataset, "WORKER_MINIMUM", 1)  # even this small set goes through the pool
+    config = SynthConfig(n=24, n_eval=11, seed=5)
+    dataset.generate_dataset(tmp_path / "one", config)
+    dataset.generate_dataset(tmp_path / "two", config, workers=2)
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert len(files) > 50
+    for name in files:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name

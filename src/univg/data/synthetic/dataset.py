@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import multiprocessing
 import random
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -32,6 +34,7 @@ SPLITS = ("train", "eval")
 MIN_IMAGE_SIZE = 56
 PREVIEW_ROWS = 4
 REDRAWS = 20
+WORKER_MINIMUM = 256  # fewer samples are drawn in this process: starting workers costs about a second
 
 
 @dataclass(frozen=True)
@@ -130,29 +133,55 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _split(
-    config: SynthConfig, split: str, banned: set[str]
-) -> Iterator[tuple[Synthesized, list[bytes], set[str]]]:
-    """The samples of a split with their encoded images and scene and image digests.
+def _drawn(
+    config: SynthConfig, split: str, index: int, banned: set[str]
+) -> tuple[GroundingSample, list[bytes], set[str]]:
+    """Sample `index` of `split` with its encoded images and scene and image digests.
 
     A sample whose digests meet `banned` (the training split's) is redrawn.
     """
-    for index in range(config.count(split)):
-        for attempt in range(REDRAWS):
-            made = synthesize(config, split, index, attempt)
-            encoded = [png_bytes(image) for image in made.images]
-            keys = {*made.scene_keys, *(_digest(data) for data in encoded)}
-            if not keys & banned:
-                break
-        else:
-            raise RuntimeError(f"{split} sample {index} kept repeating training scenes")
-        yield made, encoded, keys
+    for attempt in range(REDRAWS):
+        made = synthesize(config, split, index, attempt)
+        encoded = [png_bytes(image) for image in made.images]
+        keys = {*made.scene_keys, *(_digest(data) for data in encoded)}
+        if not keys & banned:
+            return made.sample, encoded, keys
+    raise RuntimeError(f"{split} sample {index} kept repeating training scenes")
 
 
-def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> SynthSummary:
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(config: SynthConfig, split: str, banned: set[str]) -> None:
+    _WORKER.update(config=config, split=split, banned=banned)
+
+
+def _drawn_in_worker(index: int) -> tuple[GroundingSample, list[bytes], set[str]]:
+    return _drawn(_WORKER["config"], _WORKER["split"], index, _WORKER["banned"])
+
+
+def _split(
+    config: SynthConfig, split: str, banned: set[str], workers: int
+) -> Iterator[tuple[GroundingSample, list[bytes], set[str]]]:
+    """The samples of a split in order, drawn by `workers` processes (every sample has its own seed,
+    so the bytes do not depend on how many)."""
+    indices = range(config.count(split))
+    if workers <= 1 or len(indices) < WORKER_MINIMUM:
+        for index in indices:
+            yield _drawn(config, split, index, banned)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(config, split, banned)) as pool:
+        yield from pool.imap(_drawn_in_worker, indices, chunksize=64)
+
+
+def generate_dataset(
+    out_dir: str | Path, config: SynthConfig | None = None, *, workers: int = 1
+) -> SynthSummary:
     """Write `out_dir/{train,eval}.jsonl`, their images under `out_dir/images/`, and a manifest.
 
-    With `config.preview`, also one contact sheet per task under `out_dir/preview/`.
+    With `config.preview`, also one contact sheet per task under `out_dir/preview/`. `workers` processes
+    draw the samples (about 10 ms of CPU each); the output is the same for any number.
     """
     config = config or SynthConfig()
     started = time.perf_counter()
@@ -164,16 +193,16 @@ def generate_dataset(out_dir: str | Path, config: SynthConfig | None = None) -> 
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         samples = []
         banned = training_keys if split == "eval" else set()
-        for made, encoded, keys in _split(config, split, banned):
-            for path, data in zip(made.sample.images, encoded, strict=True):
+        for sample, encoded, keys in _split(config, split, banned, workers):
+            for path, data in zip(sample.images, encoded, strict=True):
                 (root / path).write_bytes(data)
             if split == "train":
                 training_keys |= keys
             if split == "train" and config.preview:
-                rows = shown.setdefault(made.sample.task, [])
+                rows = shown.setdefault(sample.task, [])
                 if len(rows) < PREVIEW_ROWS:
-                    rows.append((made.sample, made.images))
-            samples.append(made.sample)
+                    rows.append((sample, [Image.open(io.BytesIO(data)) for data in encoded]))
+            samples.append(sample)
         summary.files[split] = root / f"{split}.jsonl"
         write_jsonl(samples, summary.files[split])
         summary.counts[split] = dict(Counter(s.task for s in samples))

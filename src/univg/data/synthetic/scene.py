@@ -194,6 +194,11 @@ def random_sizes(count: int, rng: random.Random, level: Level) -> list[float]:
     return [rng.uniform(*level.size) for _ in range(count)]
 
 
+def random_scene(looks: Sequence[Look], rng: random.Random, level: Level, *, margin: float = 0.02) -> Scene:
+    """Objects of these looks at the level's sizes, placed at random on a random ground."""
+    return Scene(place(looks, rng, random_sizes(len(looks), rng, level), margin=margin), background(rng))
+
+
 def background(rng: random.Random) -> tuple[int, int, int]:
     return rng.choice(BACKGROUNDS)
 

@@ -12,16 +12,7 @@ import random
 from univg.data.synthetic.difficulty import Level
 from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import COMMON_OBJECT
-from univg.data.synthetic.scene import (
-    Scene,
-    background,
-    distractor_looks,
-    name,
-    object_count,
-    place,
-    random_look,
-    random_sizes,
-)
+from univg.data.synthetic.scene import distractor_looks, name, object_count, random_look, random_scene
 
 TASK = "common_object"
 
@@ -40,7 +31,7 @@ def generate(rng: random.Random, level: Level) -> Problem:
     scenes = []
     for looks in per_image:
         all_looks = [common, *looks]
-        scenes.append(Scene(place(all_looks, rng, random_sizes(len(all_looks), rng, level)), background(rng)))
+        scenes.append(random_scene(all_looks, rng, level))
     k = rng.randrange(count)
     return Problem(
         task=TASK,

@@ -12,18 +12,7 @@ import random
 from univg.data.synthetic.difficulty import Level
 from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import CORRESPONDENCE
-from univg.data.synthetic.scene import (
-    COLOURS,
-    SHAPES,
-    Look,
-    Scene,
-    background,
-    name,
-    object_count,
-    place,
-    random_look,
-    random_sizes,
-)
+from univg.data.synthetic.scene import COLOURS, SHAPES, Look, name, object_count, random_look, random_scene
 
 TASK = "correspondence"
 
@@ -43,8 +32,8 @@ def generate(rng: random.Random, level: Level) -> Problem:
         Look(rng.choice(list(COLOURS)), rng.choice(decoy_shapes), rng.choice(level.textures))
         for _ in range(object_count(rng, level) - 1)
     ]
-    scene1 = Scene(place(first, rng, random_sizes(len(first), rng, level)), background(rng))
-    scene2 = Scene(place(second, rng, random_sizes(len(second), rng, level)), background(rng))
+    scene1 = random_scene(first, rng, level)
+    scene2 = random_scene(second, rng, level)
     return Problem(
         task=TASK,
         level=level.name,

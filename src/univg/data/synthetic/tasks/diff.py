@@ -13,15 +13,12 @@ from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import DIFF
 from univg.data.synthetic.scene import (
     CHANGES,
-    Scene,
-    background,
     changed_look,
     distractor_looks,
     name,
     object_count,
-    place,
     random_look,
-    random_sizes,
+    random_scene,
 )
 
 TASK = "diff"
@@ -33,8 +30,7 @@ def generate(rng: random.Random, level: Level) -> Problem:
     count = object_count(rng, level) + 1
     target = random_look(rng, level)
     looks = [target, *distractor_looks(target, count - 1, rng, level)]
-    objects = place(looks, rng, random_sizes(count, rng, level))
-    full = Scene(objects, background(rng))
+    full = random_scene(looks, rng, level)
     before, after = full, full
     if variant == "added":
         before = full.without(1)

@@ -11,16 +11,7 @@ import random
 from univg.data.synthetic.difficulty import Level
 from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import expression_question
-from univg.data.synthetic.scene import (
-    Scene,
-    background,
-    distractor_looks,
-    name,
-    object_count,
-    place,
-    random_look,
-    random_sizes,
-)
+from univg.data.synthetic.scene import distractor_looks, name, object_count, random_look, random_scene
 
 TASK = "group_grounding"
 
@@ -35,7 +26,7 @@ def generate(rng: random.Random, level: Level) -> Problem:
         looks = distractor_looks(target, n, rng, level)
         if index == k:
             looks[0] = target
-        scenes.append(Scene(place(looks, rng, random_sizes(n, rng, level)), background(rng)))
+        scenes.append(random_scene(looks, rng, level))
     expression = name(target, [o.look for s in scenes for o in s.objects])
     return Problem(
         task=TASK,

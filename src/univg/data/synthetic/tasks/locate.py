@@ -12,16 +12,7 @@ import random
 from univg.data.synthetic.difficulty import Level
 from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import LOCATE
-from univg.data.synthetic.scene import (
-    Scene,
-    background,
-    distractor_looks,
-    name,
-    object_count,
-    place,
-    random_look,
-    random_sizes,
-)
+from univg.data.synthetic.scene import distractor_looks, name, object_count, random_look, random_scene
 
 TASK = "locate"
 
@@ -35,7 +26,7 @@ def generate(rng: random.Random, level: Level) -> Problem:
         n = object_count(rng, level)
         also_here = index == k or rng.random() < 0.5
         looks = ([target] if also_here else []) + distractor_looks(target, n - int(also_here), rng, level)
-        scenes.append(Scene(place(looks, rng, random_sizes(n, rng, level)), background(rng)))
+        scenes.append(random_scene(looks, rng, level))
     every_look = [o.look for s in scenes for o in s.objects]
     expression = name(target, every_look).removeprefix("the ")
     return Problem(

@@ -15,18 +15,15 @@ from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import MULTI_VIEW
 from univg.data.synthetic.scene import (
     PlacementError,
-    Scene,
-    background,
     distractor_looks,
     inside,
     moved_enough,
     name,
     object_count,
     occluder_over,
-    place,
     random_camera,
     random_look,
-    random_sizes,
+    random_scene,
 )
 
 TASK = "multi_view"
@@ -39,7 +36,7 @@ def generate(rng: random.Random, level: Level) -> Problem:
     n = object_count(rng, level)
     target = random_look(rng, level)
     looks = [target, *distractor_looks(target, n - 1, rng, level)]
-    world = Scene(place(looks, rng, random_sizes(n, rng, level), margin=0.1), background(rng))
+    world = random_scene(looks, rng, level, margin=0.1)
     views = [world.viewed(random_camera(rng, level)) for _ in range(count)]
     for _ in range(CAMERA_TRIES):
         first, kth = views[0].get(1), views[k].get(1)

@@ -18,7 +18,7 @@ from univg.data.synthetic.scene import (
     object_count,
     place,
     random_look,
-    random_sizes,
+    random_scene,
 )
 
 TASK = "refer_grounding"
@@ -30,7 +30,7 @@ def generate(rng: random.Random, level: Level) -> Problem:
     query = Scene(place([target], rng, [rng.uniform(*QUERY_SIZE)]), background(rng))
     n = object_count(rng, level)
     looks = [target, *distractor_looks(target, n - 1, rng, level)]
-    scene = Scene(place(looks, rng, random_sizes(n, rng, level)), background(rng))
+    scene = random_scene(looks, rng, level)
     return Problem(
         task=TASK,
         level=level.name,

@@ -14,14 +14,11 @@ from univg.data.synthetic.questions import REGION
 from univg.data.synthetic.scene import (
     Obj,
     Rect,
-    Scene,
-    background,
     distractor_looks,
     name,
     object_count,
-    place,
     random_look,
-    random_sizes,
+    random_scene,
 )
 
 TASK = "region"
@@ -41,7 +38,7 @@ def generate(rng: random.Random, level: Level) -> Problem:
     n = object_count(rng, level)
     target = random_look(rng, level)
     looks = [target, *distractor_looks(target, n - 1, rng, level)]
-    scene = Scene(place(looks, rng, random_sizes(n, rng, level)), background(rng))
+    scene = random_scene(looks, rng, level)
     regions = min(n, 3, 1 + level.more_images + rng.randint(0, 1))
     k = rng.randrange(regions)
     others = rng.sample(scene.objects[1:], regions - 1)

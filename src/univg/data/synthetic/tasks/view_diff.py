@@ -16,17 +16,14 @@ from univg.data.synthetic.scene import (
     CHANGES,
     Camera,
     PlacementError,
-    Scene,
-    background,
     changed_look,
     distractor_looks,
     inside,
     name,
     object_count,
-    place,
     random_camera,
     random_look,
-    random_sizes,
+    random_scene,
 )
 
 TASK = "view_diff"
@@ -44,7 +41,7 @@ def generate(rng: random.Random, level: Level) -> Problem:
     count = object_count(rng, level) + 1
     target = random_look(rng, level)
     looks = [target, *distractor_looks(target, count - 1, rng, level)]
-    world = Scene(place(looks, rng, random_sizes(count, rng, level), margin=0.1), background(rng))
+    world = random_scene(looks, rng, level, margin=0.1)
     before_world, after_world = world, world
     looks_after = looks
     if variant == "added":
