@@ -102,3 +102,19 @@ def test_full_rebuild_matches_the_shipped_accuracy(tmp_path: Path) -> None:
     rebuilt = json.loads((tmp_path / "rebuild" / "base" / PRETRAIN_LOG).read_text(encoding="utf-8"))
     assert rebuilt["steps"] == shipped["steps"]
     assert rebuilt["accuracy"]["average"] == pytest.approx(shipped["accuracy"]["average"], abs=2.0)
+
+
+def test_a_base_can_continue_from_an_earlier_one_and_keeps_its_card(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    argv = ["demo", "pretrain-base", "--n-train", "32", "--n-eval", "4", "--phase", "referring:easy:2"]
+    assert main([*argv, "--out", str(first)]) == 0
+    second = tmp_path / "second"
+    assert main([*argv, "--out", str(second), "--init", str(first / "base"), "--phase", "locate:easy:1"]) == 0
+    log = json.loads((second / "base" / PRETRAIN_LOG).read_text(encoding="utf-8"))
+    assert log["command"].startswith("univg demo pretrain-base --init EARLIER_BASE")
+    assert log["continues"] == (first / "base" / CARD).read_text(encoding="utf-8")
+    card = (second / "base" / CARD).read_text(encoding="utf-8")
+    assert "trained further from an earlier base" in card and "## EARLIER_BASE" in card
+    assert (
+        log["command"] in card and json.loads((first / "base" / PRETRAIN_LOG).read_text())["command"] in card
+    )

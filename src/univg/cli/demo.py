@@ -69,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--minutes", type=float, default=None, help="also stop after this much training time (wall clock)"
     )
     pretrain.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="start from this checkpoint (an earlier base) instead of random weights; its card is kept",
+    )
+    pretrain.add_argument(
         "--n-train",
         type=positive,
         default=PretrainConfig.n_train,

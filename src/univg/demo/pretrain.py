@@ -76,6 +76,8 @@ class PretrainConfig:
     eval_batch_size: int = 32
     # The weights depend on it (floating-point sums split by thread): the card records it.
     threads: int = DEMO_THREADS
+    # Start from this checkpoint instead of random weights (an earlier base: its card becomes the history).
+    init: Path | None = None
 
 
 @dataclass
@@ -91,6 +93,7 @@ class PretrainResult:
     command: str = ""
     # after each phase: its steps and seconds, and Acc@0.5 on its own held-out split
     phases: list[dict[str, Any]] = field(default_factory=list)
+    history: str | None = None  # the card of the base these phases continue, if any
 
 
 def time_limit(seconds: float) -> Any:
@@ -113,8 +116,9 @@ def rebuild_command(config: PretrainConfig, phases: list[Phase]) -> str:
     """The command that makes the same weights again: the phases as run (a constant schedule, so a
     phase stopped early equals a shorter phase). The output folder changes nothing in the weights."""
     flags = " ".join(f"--phase {phase}" for phase in phases)
+    start = "--init EARLIER_BASE " if config.init is not None else ""
     return (
-        f"univg demo pretrain-base --seed {config.seed} {flags} "
+        f"univg demo pretrain-base {start}--seed {config.seed} {flags} "
         f"--n-train {config.n_train} --n-eval {config.n_eval} --batch-size {config.batch_size} "
         f"--threads {config.threads}"
     )
@@ -190,10 +194,18 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
     say = progress or (lambda _message: None)
     torch.set_num_threads(config.threads)
     out = Path(config.out)
-    say("pretrain: random-init tiny Qwen2-VL (grounding vocabulary)")
     init = out / "init"
-    if not (init / "model.safetensors").is_file():
-        build_tiny_model(init, vocab="grounding", seed=config.seed, overwrite=True)
+    history = None
+    if config.init is not None:
+        say(f"pretrain: continuing {config.init}")
+        if not (init / "model.safetensors").is_file():
+            export_checkpoint(Path(config.init), init)
+        card = Path(config.init) / CARD
+        history = card.read_text(encoding="utf-8") if card.is_file() else None
+    else:
+        say("pretrain: random-init tiny Qwen2-VL (grounding vocabulary)")
+        if not (init / "model.safetensors").is_file():
+            build_tiny_model(init, vocab="grounding", seed=config.seed, overwrite=True)
     started = time.perf_counter()
     model, records, ran, losses, steps = init, [], [], [], 0
     for index, phase in enumerate(config.phases):
@@ -240,9 +252,10 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
         losses=losses,
         command=rebuild_command(config, ran),
         phases=records,
+        history=history,
     )
     log = {
-        "config": {k: v for k, v in asdict(config).items() if k not in ("out", "phases")},
+        "config": {k: v for k, v in asdict(config).items() if k not in ("out", "phases", "init")},
         "phases": records,
         "steps": result.steps,
         "train_seconds": result.train_seconds,
@@ -250,6 +263,7 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
         "accuracy": result.accuracy,
         "losses": losses,
         "command": result.command,
+        "continues": history,
     }
     (base_dir / PRETRAIN_LOG).write_text(json.dumps(log, indent=1) + "\n", encoding="utf-8")
     (base_dir / CARD).write_text(render_card(config, result), encoding="utf-8")
@@ -258,17 +272,22 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
 
 def render_card(config: PretrainConfig, result: PretrainResult) -> str:
     """The checkpoint's card: data, seed, phases, time, held-out accuracy, and how to rebuild it."""
+    origin = (
+        "trained further from an earlier base (EARLIER_BASE, whose card is at the end)"
+        if result.history
+        else "trained from random weights"
+    )
     lines = [
         "# univg demo base checkpoint",
         "",
-        "A tiny Qwen2-VL (0.9M parameters) trained from random weights on the synthetic world's simple",
-        "tasks, the stand-in for Qwen2-VL's pretraining in `univg demo` (no download possible or needed).",
+        f"A tiny Qwen2-VL (0.9M parameters) {origin} on the synthetic world's simple tasks, the",
+        "stand-in for Qwen2-VL's pretraining in `univg demo` (no download possible or needed).",
         "",
         f"- data: `univg data synth`, {config.n_train} training and {config.n_eval} held-out samples per "
         f"phase, seed {config.seed}, 112 px images (16 image tokens each)",
         "- vocabulary: `grounding` (every word of the synthetic world one token, digits one token each)",
-        "- format: plain Qwen2-VL answers `<|box_start|>(x1, y1), (x2, y2)<|box_end|>` (0..1000); the",
-        "  `<think>`/`<answer>` format is left to stage 1 (CoT-SFT), as for Qwen2-VL",
+        "- format: plain answers, the bare box `(x1, y1), (x2, y2)` (0..1000); the `<think>`/`<answer>`",
+        "  format is left to stage 1 (CoT-SFT), as for Qwen2-VL",
         f"- training: the stage-1 trainer with recipe `univg/assets/recipes/demo_pretrain.yaml`, "
         f"{result.steps} steps of {config.batch_size}, lr 1e-3 constant after 50 warm-up steps, seed "
         f"{config.seed}",
@@ -291,4 +310,9 @@ def render_card(config: PretrainConfig, result: PretrainResult) -> str:
         shown = result.losses[:: max(1, len(result.losses) // 12)]
         lines += ["## Training loss", "", " ".join(f"{step}: {loss:.3f}" for step, loss in shown), ""]
     lines += ["## Rebuild", "", "```", result.command, "```", ""]
+    if result.history:
+        earlier = result.history.replace("\n#", "\n##").replace(
+            "# univg demo base checkpoint", "The earlier base", 1
+        )
+        lines += ["## EARLIER_BASE", "", earlier.strip(), ""]
     return "\n".join(lines)
