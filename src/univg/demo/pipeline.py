@@ -40,7 +40,7 @@ class DemoSize:
 
 
 QUICK = DemoSize(n_sft=320, n_rl=64, eval_per_task=5, sft_steps=30, grpo_steps=4, grpo_prompts=2)
-FULL = DemoSize(n_sft=24_000, n_rl=2_000, eval_per_task=100, sft_steps=1_500, grpo_steps=200, grpo_prompts=4)
+FULL = DemoSize(n_sft=19_200, n_rl=400, eval_per_task=100, sft_steps=1_200, grpo_steps=200, grpo_prompts=2)
 
 
 @dataclass(frozen=True)
