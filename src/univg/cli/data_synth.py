@@ -7,7 +7,7 @@ import sys
 
 
 def register(data_subparsers: argparse._SubParsersAction) -> None:
-    from univg.data.synthetic.difficulty import DIFFICULTIES
+    from univg.data.synthetic.levels import DIFFICULTIES
     from univg.data.synthetic.tasks import TASK_GROUPS, TASKS
 
     parser = data_subparsers.add_parser(

@@ -11,7 +11,7 @@ from PIL import Image
 
 from univg.core.boxes import to_normalized
 from univg.data.synthetic import LEVELS, TASKS, make_problem
-from univg.data.synthetic.difficulty import LEVEL_NAMES
+from univg.data.synthetic.levels import LEVEL_NAMES
 from univg.data.synthetic.problem import CropImage, SceneImage
 from univg.data.synthetic.render import MARKER_COLOUR, SHADE, render_problem, render_scene
 from univg.data.synthetic.scene import BACKGROUNDS, COLOURS, OCCLUDER_COLOUR

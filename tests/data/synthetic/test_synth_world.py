@@ -10,7 +10,7 @@ import pytest
 
 from univg.core.boxes import iou, to_normalized
 from univg.data.synthetic import LEVELS, MIG_TASKS, make_problem
-from univg.data.synthetic.difficulty import LEVEL_NAMES
+from univg.data.synthetic.levels import LEVEL_NAMES
 from univg.data.synthetic.problem import SceneImage
 from univg.data.synthetic.render import render_problem
 

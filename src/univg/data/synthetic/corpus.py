@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from univg.data.synthetic.difficulty import LEVELS
+from univg.data.synthetic.levels import LEVELS
 from univg.data.synthetic.problem import MARKED_BOX
 from univg.data.synthetic.tasks import TASKS, make_problem
 from univg.data.synthetic.teacher import where

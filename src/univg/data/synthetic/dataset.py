@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image
 
 from univg.data.schema import GroundingSample, write_jsonl
-from univg.data.synthetic.difficulty import DIFFICULTIES, pick_level
+from univg.data.synthetic.levels import DIFFICULTIES, pick_level
 from univg.data.synthetic.preview import contact_sheet
 from univg.data.synthetic.problem import SceneImage
 from univg.data.synthetic.render import render_problem

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from univg.data.synthetic.difficulty import Level
+from univg.data.synthetic.levels import Level
 from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import CORRESPONDENCE
 from univg.data.synthetic.scene import COLOURS, SHAPES, Look, name, object_count, random_look, random_scene

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from univg.data.synthetic.difficulty import Level
+from univg.data.synthetic.levels import Level
 from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import LOCATE
 from univg.data.synthetic.scene import distractor_looks, name, object_count, random_look, random_scene

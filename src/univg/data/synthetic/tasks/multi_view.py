@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from univg.data.synthetic.difficulty import Level
+from univg.data.synthetic.levels import Level
 from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import MULTI_VIEW
 from univg.data.synthetic.scene import (

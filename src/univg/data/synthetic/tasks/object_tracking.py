@@ -12,7 +12,7 @@ import math
 import random
 from dataclasses import replace
 
-from univg.data.synthetic.difficulty import Level
+from univg.data.synthetic.levels import Level
 from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import OBJECT_TRACKING
 from univg.data.synthetic.scene import (

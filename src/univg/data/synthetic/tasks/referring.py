@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from univg.data.synthetic.difficulty import Level
+from univg.data.synthetic.levels import Level
 from univg.data.synthetic.problem import Problem, SceneImage
 from univg.data.synthetic.questions import expression_question
 from univg.data.synthetic.scene import (
