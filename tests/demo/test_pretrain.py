@@ -77,6 +77,8 @@ def test_rebuild_command_runs_its_phases_and_a_rerun_skips_what_is_done(
         ("referring:easy:many", "expected TASKS:DIFFICULTY:STEPS"),
         ("referring:tough:10", "difficulty 'tough'"),
         ("pointing:easy:10", "unknown or no tasks"),
+        ("referring:easy:10:cool", "expected TASKS:DIFFICULTY:STEPS"),
+        ("referring:easy:10:anneal:anneal", "expected TASKS:DIFFICULTY:STEPS"),
     ],
 )
 def test_a_bad_phase_is_refused_with_its_text(text: str, problem: str) -> None:
@@ -89,8 +91,24 @@ def test_a_bad_phase_is_refused_with_its_text(text: str, problem: str) -> None:
 def test_phase_text_round_trips() -> None:
     from univg.demo.pretrain import DEFAULT_PHASES, Phase
 
-    for phase in DEFAULT_PHASES:
+    for phase in (*DEFAULT_PHASES, Phase(("referring", "locate"), "mixed", 4000, anneal=True)):
         assert Phase.parse(str(phase)) == phase
+    assert str(Phase.parse("referring:easy:10:anneal")) == "referring:easy:10:anneal"
+
+
+@pytest.mark.parametrize(
+    ("text", "schedule", "warmup"),
+    [("referring:easy:10", "constant_with_warmup", 50), ("referring:easy:10:anneal", "linear", 0)],
+)
+def test_an_annealed_phase_decays_the_learning_rate_from_the_start(
+    tmp_path: Path, text: str, schedule: str, warmup: int
+) -> None:
+    from univg.demo.pretrain import Phase, PretrainConfig, phase_config
+
+    phase = Phase.parse(text)
+    sft = phase_config(PretrainConfig(out=tmp_path), phase, tmp_path / "init", tmp_path / "train", tmp_path)
+    assert (str(sft.lr_scheduler_type).split(".")[-1].lower(), sft.warmup_steps) == (schedule, warmup)
+    assert (sft.max_steps, sft.learning_rate) == (10, 1e-3)
 
 
 @pytest.mark.slow

@@ -60,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         type=_phase,
         default=None,
-        metavar="TASKS:DIFFICULTY:STEPS",
-        help="a phase of training, in order, repeatable (default: "
+        metavar="TASKS:DIFFICULTY:STEPS[:anneal]",
+        help="a phase of training, in order, repeatable; ':anneal' decays its learning rate to 0 (default: "
         + " ".join(f"--phase {p}" for p in DEFAULT_PHASES)
         + ")",
     )

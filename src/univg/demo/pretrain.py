@@ -25,30 +25,42 @@ from univg.demo.world import synth_data
 Progress = Callable[[str], None]
 PRETRAIN_LOG = "pretrain_log.json"
 CARD = "CARD.md"
+ANNEAL = "anneal"
 
 
 @dataclass(frozen=True)
 class Phase:
-    """One stretch of pretraining: which synthetic tasks, at which difficulty, for how many steps."""
+    """One stretch of pretraining: which synthetic tasks, at which difficulty, for how many steps.
+
+    `anneal` decays the learning rate linearly to 0 over the phase instead of keeping it constant: a model
+    whose loss has plateaued at the constant rate refines its boxes as the steps shrink.
+    """
 
     tasks: tuple[str, ...]
     difficulty: str
     steps: int
+    anneal: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Phase:
-        """'referring:easy:6000' or 'referring,locate:mixed:12000' (the CLI's --phase)."""
+        """'referring:easy:6000', 'referring,locate:mixed:12000' or '...:4000:anneal' (the CLI's --phase)."""
         from univg.data.synthetic import DIFFICULTIES, parse_tasks
 
         parts = text.split(":")
+        anneal = len(parts) == 4 and parts[3] == ANNEAL
+        if anneal:
+            parts = parts[:3]
         if len(parts) != 3 or not parts[2].strip().isdigit() or int(parts[2]) < 1:
-            raise ValueError(f"phase {text!r}: expected TASKS:DIFFICULTY:STEPS, e.g. referring:easy:6000")
+            raise ValueError(
+                f"phase {text!r}: expected TASKS:DIFFICULTY:STEPS[:{ANNEAL}], e.g. referring:easy:6000"
+            )
         if parts[1] not in DIFFICULTIES:
             raise ValueError(f"phase {text!r}: difficulty {parts[1]!r} is not one of {DIFFICULTIES}")
-        return cls(parse_tasks(parts[0]), parts[1], int(parts[2]))
+        return cls(parse_tasks(parts[0]), parts[1], int(parts[2]), anneal)
 
     def __str__(self) -> str:
-        return f"{','.join(self.tasks)}:{self.difficulty}:{self.steps}"
+        text = f"{','.join(self.tasks)}:{self.difficulty}:{self.steps}"
+        return f"{text}:{ANNEAL}" if self.anneal else text
 
 
 # Easy single-image referring until the model localises, then the full mix of referring and "locate X
@@ -114,7 +126,8 @@ def time_limit(seconds: float) -> Any:
 
 def rebuild_command(config: PretrainConfig, phases: list[Phase]) -> str:
     """The command that makes the same weights again: the phases as run (a constant schedule, so a
-    phase stopped early equals a shorter phase). The output folder changes nothing in the weights."""
+    phase stopped early equals a shorter phase; an annealed phase is only reproduced when it ran to its
+    end). The output folder changes nothing in the weights."""
     flags = " ".join(f"--phase {phase}" for phase in phases)
     start = "--init EARLIER_BASE " if config.init is not None else ""
     return (
@@ -127,6 +140,24 @@ def rebuild_command(config: PretrainConfig, phases: list[Phase]) -> str:
 PHASE_DONE = "phase.json"
 
 
+def phase_config(config: PretrainConfig, phase: Phase, init: Path, train_dir: Path, synth: Path) -> Any:
+    """The stage-1 trainer's config for one phase: the pretrain recipe with this phase's model, data and steps."""
+    from univg.training.sft import UniVGSFTConfig
+
+    return recipe_config(
+        UniVGSFTConfig,
+        "pretrain",
+        model_name_or_path=str(init),
+        output_dir=str(train_dir),
+        train_files=[str(synth / "train.jsonl")],
+        seed=config.seed,
+        max_steps=phase.steps,
+        per_device_train_batch_size=config.batch_size,
+        save_steps=config.save_steps,
+        **({"lr_scheduler_type": "linear", "warmup_steps": 0} if phase.anneal else {}),
+    )
+
+
 def train_phase(
     config: PretrainConfig, index: int, init: Path, synth: Path, seconds_left: float | None
 ) -> tuple[Path, dict[str, Any]]:
@@ -135,7 +166,7 @@ def train_phase(
 
     from univg.training.progress import watch_quietly
     from univg.training.runner import run_trainer
-    from univg.training.sft import UniVGSFTConfig, build_sft_trainer
+    from univg.training.sft import build_sft_trainer
 
     phase = config.phases[index]
     train_dir = Path(config.out) / f"train-{index}"
@@ -147,17 +178,7 @@ def train_phase(
     resume = train_dir.is_dir() and get_last_checkpoint(str(train_dir)) is not None
     if not resume:
         shutil.rmtree(train_dir, ignore_errors=True)
-    sft = recipe_config(
-        UniVGSFTConfig,
-        "pretrain",
-        model_name_or_path=str(init),
-        output_dir=str(train_dir),
-        train_files=[str(synth / "train.jsonl")],
-        seed=config.seed,
-        max_steps=phase.steps,
-        per_device_train_batch_size=config.batch_size,
-        save_steps=config.save_steps,
-    )
+    sft = phase_config(config, phase, init, train_dir, synth)
 
     def build() -> Any:
         trainer = build_sft_trainer(sft)
@@ -237,7 +258,7 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
         losses += [(steps + step, loss) for step, loss in record["losses"]]
         steps += record["steps"]
         records.append({k: v for k, v in record.items() if k not in ("losses", "init")})
-        ran.append(Phase(phase.tasks, phase.difficulty, record["steps"]))
+        ran.append(Phase(phase.tasks, phase.difficulty, record["steps"], phase.anneal))
         say(
             f"pretrain {number}: {record['steps']} steps, held-out Acc@0.5 {record['accuracy']['average']:.1f}"
         )
