@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -105,6 +106,18 @@ def test_too_long_prompt_is_a_clear_error_before_generation(tmp_path, images):
     one_image = Request(question="Find it.", images=[images[0]])
     with pytest.raises(PromptTooLongError, match="context is 192 tokens"):
         predictor.predict([one_image], generation=GenerationOptions(max_new_tokens=100))
+
+
+def test_a_trained_checkpoints_saved_max_length_raises_no_tokenizer_warning(tmp_path, images):
+    """A checkpoint saved by the trainers keeps the collator's max_length in tokenizer_config.json."""
+    model_dir = build_tiny_model(tmp_path / "trained")
+    config_file = model_dir / "tokenizer_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "max_length": 1024}))
+    predictor = Predictor(load_model_and_processor(model_dir, max_pixels=SMALL), generation=SHORT)
+    requests = [Request(question="Find it.", images=[images[0]]), Request(question="Go.", images=[images[1]])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(predictor.predict(requests)) == 2
 
 
 def test_video_frames_become_the_images(predictor, tmp_path):

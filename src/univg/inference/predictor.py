@@ -354,6 +354,7 @@ class Predictor:
             images=images or None,  # a text-only chat (a request built from messages) has none
             padding=True,
             padding_side="left",
+            max_length=None,  # a trained checkpoint's tokenizer saves the trainer's max_length; prompts are checked above
             return_tensors="pt",
         )
         lengths = inputs["attention_mask"].sum(dim=1).tolist()
