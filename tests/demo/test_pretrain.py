@@ -48,18 +48,18 @@ def test_rebuild_command_runs_its_phases_and_a_rerun_skips_what_is_done(
 ) -> None:
     out = tmp_path / "pretrain"
     argv = ["demo", "pretrain-base", "--out", str(out), "--n-train", "32", "--n-eval", "4"]
-    argv += ["--phase", "referring:easy:2", "--phase", "pretrain:mixed:3"]
+    argv += ["--phase", "referring:easy:2", "--phase", "pretrain:mixed:3:anneal"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "5 steps" in printed and "held-out Acc@0.5 locate" in printed
     log = json.loads((out / "base" / PRETRAIN_LOG).read_text(encoding="utf-8"))
     assert log["steps"] == 5 and set(log["accuracy"]) == {"referring", "locate", "average"}
-    assert [p["phase"] for p in log["phases"]] == ["referring:easy:2", "referring,locate:mixed:3"]
+    assert [p["phase"] for p in log["phases"]] == ["referring:easy:2", "referring,locate:mixed:3:anneal"]
     assert set(log["phases"][0]["accuracy"]) == {"referring", "average"}
     assert all("init" not in p for p in log["phases"])  # no machine-specific paths in a shipped log
     card = (out / "base" / CARD).read_text(encoding="utf-8")
-    assert "--phase referring:easy:2 --phase referring,locate:mixed:3" in card
-    assert "| referring,locate:mixed | 3 |" in card
+    assert "--phase referring:easy:2 --phase referring,locate:mixed:3:anneal" in card
+    assert "| referring:easy | 2 |" in card and "| referring,locate:mixed (lr annealed to 0) | 3 |" in card
     weights = (out / "base" / "model.safetensors").read_bytes()
 
     # Both phases are done: the same command trains nothing and exports the same weights.

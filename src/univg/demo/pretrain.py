@@ -291,6 +291,11 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
     return result
 
 
+def _phase_label(phase: Phase) -> str:
+    label = f"{','.join(phase.tasks)}:{phase.difficulty}"
+    return f"{label} (lr annealed to 0)" if phase.anneal else label
+
+
 def render_card(config: PretrainConfig, result: PretrainResult) -> str:
     """The checkpoint's card: data, seed, phases, time, held-out accuracy, and how to rebuild it."""
     origin = (
@@ -310,8 +315,8 @@ def render_card(config: PretrainConfig, result: PretrainResult) -> str:
         "- format: plain answers, the bare box `(x1, y1), (x2, y2)` (0..1000); the `<think>`/`<answer>`",
         "  format is left to stage 1 (CoT-SFT), as for Qwen2-VL",
         f"- training: the stage-1 trainer with recipe `univg/assets/recipes/demo_pretrain.yaml`, "
-        f"{result.steps} steps of {config.batch_size}, lr 1e-3 constant after 50 warm-up steps, seed "
-        f"{config.seed}",
+        f"{result.steps} steps of {config.batch_size}, lr 1e-3 constant after 50 warm-up steps (an annealed "
+        f"phase decays it linearly to 0 instead), seed {config.seed}",
         f"- time: {result.train_seconds / 60:.1f} min on {config.threads} CPU thread(s) of "
         f"{platform.processor() or platform.machine()} ({result.samples_per_s:.1f} samples/s)",
         "",
@@ -320,7 +325,7 @@ def render_card(config: PretrainConfig, result: PretrainResult) -> str:
         "| phase (tasks:difficulty) | steps | minutes | Acc@0.5 per task | average |",
         "|---|---|---|---|---|",
         *(
-            f"| {p['phase'].rsplit(':', 1)[0]} | {p['steps']} | {p['train_seconds'] / 60:.1f} | "
+            f"| {_phase_label(Phase.parse(p['phase']))} | {p['steps']} | {p['train_seconds'] / 60:.1f} | "
             + ", ".join(f"{task} {value:.1f}" for task, value in p["accuracy"].items() if task != "average")
             + f" | {p['accuracy']['average']:.1f} |"
             for p in result.phases
