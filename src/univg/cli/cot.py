@@ -13,6 +13,8 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from univg.cli.options import command
+
 if TYPE_CHECKING:
     from univg.cot.runner import GenerateSummary
 
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_review(cot)
     _register_teacher(cot)
     _register_prompts(cot)
-    parser.set_defaults(func=lambda _args: parser.print_help())
+    command(parser, lambda _args: parser.print_help())
 
 
 def _register_generate(cot: argparse._SubParsersAction) -> None:
@@ -132,7 +134,7 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.set_defaults(func=run_generate)
+    command(parser, run_generate)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -241,7 +243,7 @@ def _register_review(cot: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--json", action="store_true", help="print the --apply report as JSON")
-    parser.set_defaults(func=run_review)
+    command(parser, run_review)
 
 
 def run_review(args: argparse.Namespace) -> int:
@@ -300,7 +302,7 @@ def _register_teacher(cot: argparse._SubParsersAction) -> None:
         "--latency-ms", type=float, default=0.0, metavar="MS", help="delay every reply, like a remote teacher"
     )
     parser.add_argument("--request-log", metavar="FILE", help="append one JSON line per answered request")
-    parser.set_defaults(func=run_teacher)
+    command(parser, run_teacher)
 
 
 def run_teacher(args: argparse.Namespace) -> int:
@@ -349,7 +351,7 @@ def _register_prompts(cot: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--force", action="store_true", help="replace the files if they exist")
-    parser.set_defaults(func=run_prompts)
+    command(parser, run_prompts)
 
 
 def run_prompts(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from univg.cli.options import command
+
 
 def register(data_subparsers: argparse._SubParsersAction) -> None:
     from univg.data.synthetic.levels import DIFFICULTIES
@@ -61,7 +63,7 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--preview", action="store_true", help="also write a contact sheet per task to DIR/preview/"
     )
-    parser.set_defaults(func=run)
+    command(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:

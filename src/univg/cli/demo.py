@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from univg.cli.options import options_for, positive
+from univg.cli.options import command, options_for, positive
 
 
 def _run_options(parser: argparse.ArgumentParser, *, out: str, threads_help: str) -> None:
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="base checkpoint to start from (default: the shipped one; see `univg demo pretrain-base`)",
     )
-    parser.set_defaults(func=run)
+    command(parser, run)
     commands = parser.add_subparsers(dest="demo_command", metavar="COMMAND")
     pretrain = commands.add_parser(
         "pretrain-base",
@@ -93,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=PretrainConfig.batch_size,
         help="samples a step (default: %(default)s)",
     )
-    pretrain.set_defaults(func=run_pretrain)
+    command(pretrain, run_pretrain)
 
 
 def _phase(text: str) -> Any:

@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from univg.cli.options import add_loading_options, options_for, positive
+from univg.cli.options import add_loading_options, command, options_for, positive
 
 _COORDS = ("qwen2vl", "qwen25vl", "normalized")
 
@@ -112,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_loading_options(run, device_map_default="this process's device")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    run.set_defaults(func=run_command)
+    command(run, run_command)
 
     score = eval_subparsers.add_parser(
         "score",
@@ -135,8 +135,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--out", metavar="DIR", help="where the reports go (default: the predictions' folder)")
     score.add_argument("--label", help="the model's name in the reports")
     score.add_argument("--json", action="store_true", help="print the scores as JSON")
-    score.set_defaults(func=score_command)
-    parser.set_defaults(func=lambda _args: parser.print_help())
+    command(score, score_command)
+    command(parser, lambda _args: parser.print_help())
 
 
 def _summary(results: dict[str, Any]) -> str:

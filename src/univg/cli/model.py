@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from univg.cli.options import command
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("model", help="build model checkpoints (the tiny offline model)")
@@ -30,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="architecture: qwen2_vl writes boxes in 0..1000, qwen2_5_vl in pixels (default: %(default)s)",
     )
     tiny.add_argument("--overwrite", action="store_true", help="replace an existing directory")
-    tiny.set_defaults(func=run_tiny)
-    parser.set_defaults(func=lambda _args: parser.print_help())
+    command(tiny, run_tiny)
+    command(parser, lambda _args: parser.print_help())
 
 
 def run_tiny(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from univg.cli.options import add_loading_options, options_for, positive
+from univg.cli.options import add_loading_options, command, options_for, positive
 
 if TYPE_CHECKING:
     from univg.inference.predictor import Prediction
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-p", type=float, default=1.0, help="with --sample (default: %(default)s)")
     parser.add_argument("--seed", type=int, help="random seed for --sample")
     add_loading_options(parser, device_map_default="load on the CPU")
-    parser.set_defaults(func=run)
+    command(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:

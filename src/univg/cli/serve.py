@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from univg.cli.options import add_loading_options, options_for, positive
+from univg.cli.options import add_loading_options, command, options_for, positive
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("debug", "info", "warning", "error"),
         help="uvicorn's log level; info logs every request (default: %(default)s)",
     )
-    parser.set_defaults(func=run)
+    command(parser, run)
 
 
 def _api_key(variable: str | None) -> str | None:
