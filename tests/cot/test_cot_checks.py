@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from univg.cli.main import main
 from univg.cot.accounting import Budget, BudgetExhausted, Ledger, PaidReply, Prices
 from univg.cot.client import RequestRefused, TeacherFatal, TransportFault, _status_error, retry_after_seconds
-from univg.cot.files import drop_cut_last_line
 from univg.cot.judge import parse_choice
 from univg.cot.prompts import PromptError, PromptSet, copy_prompts
 from univg.cot.verify import BOX_MISMATCH, FORMAT, LEAK, WRONG_IMAGE, find_leak, verify_response
+from univg.data.files import repair_tail
 from univg.data.prompts import answer_text, format_box
 from univg.data.schema import GroundingSample
 
@@ -273,14 +273,16 @@ def test_the_ledger_reloads_totals_and_reuses_replies_only_for_the_same_attempt_
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
-def test_only_a_last_line_without_its_newline_is_dropped(tmp_path):
+def test_only_a_last_line_cut_short_is_dropped(tmp_path):
     path = tmp_path / "f.jsonl"
     path.write_text('{"a": 1}\n{"b": 2}\n')
-    assert not drop_cut_last_line(path) and path.read_text() == '{"a": 1}\n{"b": 2}\n'
+    assert not repair_tail(path) and path.read_text() == '{"a": 1}\n{"b": 2}\n'
     path.write_text('{"a": 1}\n{"b": 2')
-    assert drop_cut_last_line(path) and path.read_text() == '{"a": 1}\n'
+    assert repair_tail(path) and path.read_text() == '{"a": 1}\n'
     path.write_text('{"a"')
-    assert drop_cut_last_line(path) and path.read_text() == ""
+    assert repair_tail(path) and path.read_text() == ""
+    path.write_text('{"a": 1}\n{"b": 2}')  # whole, only its newline was not written: kept
+    assert not repair_tail(path) and path.read_text() == '{"a": 1}\n{"b": 2}\n'
 
 
 def test_formatdate_helper_is_in_the_past_of_now():

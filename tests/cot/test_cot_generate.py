@@ -187,7 +187,7 @@ def test_a_missing_image_rejects_that_sample_and_a_wrong_root_stops_before_any_r
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"id": "a"}\n', r"record 1: field 'task': missing field"),
+        ('{"id": "a"}\n', r"line 1: field 'task': missing field"),
         ("not json\n", r"line 1: invalid JSON"),
         (None, "repeats"),
     ],

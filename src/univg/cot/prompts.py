@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from univg.core.boxes import CoordSystem
+from univg.core.errors import UnivgError
 from univg.data.prompts import format_box
 from univg.data.schema import GroundingSample
 
@@ -44,7 +45,7 @@ COORDS_HINTS = {
 TEACHER_COORDS = tuple(system.value for system in COORDS_HINTS)
 
 
-class PromptError(ValueError):
+class PromptError(UnivgError, ValueError):
     """A prompt set that cannot be used; the message names the file and what is wrong."""
 
 

@@ -22,8 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from univg.cot.files import write_jsonl_atomic, write_text_atomic
+from univg.core.errors import UnivgError
 from univg.cot.request import image_data_url
+from univg.data.files import write_jsonl_atomic, write_text_atomic
 from univg.data.images import ImageLoadError
 from univg.data.schema import REJECTED, STATUS_FIELD, VERIFIED, SampleError, read_records, resolve_image
 
@@ -32,7 +33,7 @@ REVIEW_REASON = "review"
 ACCEPT, REJECT = "accept", "reject"
 
 
-class ReviewError(ValueError):
+class ReviewError(UnivgError, ValueError):
     """Input or decisions that cannot be used; the message names the file and what is wrong."""
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from univg.core.boxes import CoordSystem
+from univg.core.errors import UnivgError
 from univg.cot.accounting import Budget, BudgetExhausted, Ledger, PaidReply, Prices
 from univg.cot.client import (
     RequestRefused,
@@ -43,11 +44,11 @@ from univg.cot.client import (
     TeacherUnavailable,
     retry_logger,
 )
-from univg.cot.files import AppendLog, drop_cut_last_line, write_jsonl_atomic, write_text_atomic
 from univg.cot.judge import JUDGE_UNPARSEABLE, parse_choice
 from univg.cot.prompts import TEACHER_COORDS, PromptSet
 from univg.cot.request import chat_messages, image_data_url
 from univg.cot.verify import DEFAULT_IOU_THRESHOLD, verify_response
+from univg.data.files import AppendLog, repair_tail, write_jsonl_atomic, write_text_atomic
 from univg.data.images import ImageLoadError
 from univg.data.schema import (
     REJECTED,
@@ -87,7 +88,7 @@ IMAGE_ROOT_PROBE = 20  # samples checked for their images before the first reque
 REFUSED_IN_A_ROW = 10
 
 
-class GenerateError(ValueError):
+class GenerateError(UnivgError, ValueError):
     """Input, output or settings that a run cannot start with; the message says what to change."""
 
 
@@ -282,9 +283,15 @@ def read_input(config: GenerateConfig) -> list[GroundingSample]:
     return samples
 
 
+def _path_from(folder: Path, image: Path) -> str:
+    """`image` relative to `folder` when it lies inside it, else absolute."""
+    absolute = image.resolve()
+    return str(absolute.relative_to(folder)) if absolute.is_relative_to(folder) else str(absolute)
+
+
 def read_output(path: Path) -> dict[str, dict[str, Any]]:
     """The finished lines of an output file by id (a line cut by a kill is dropped first)."""
-    if drop_cut_last_line(path):
+    if repair_tail(path):
         logger.warning("%s: dropped a last line cut short by an interrupted run", path)
     if not path.exists():
         return {}
@@ -307,7 +314,7 @@ def _count_attempts(path: Path) -> Counter[str]:
     """How many times each id was retried: one archived line per retry."""
     attempts: Counter[str] = Counter()
     if path.exists():
-        drop_cut_last_line(path)
+        repair_tail(path)
         for _, record in read_records(path):
             attempts[str(record.get("id"))] += 1
     return attempts
@@ -569,12 +576,12 @@ class Generator:
         generation: dict[str, Any] | None = None,
         cot: str | None = None,
     ) -> dict[str, Any]:
-        """An output line: the sample (image paths relative to the output's folder) with its status."""
+        """An output line: the sample with its status; image paths are relative to the output's folder
+        when the images are inside it, else absolute (a path climbing out with ``..`` would be refused
+        by every reader of the output: `resolve_image`)."""
         folder = self.out.resolve().parent
         images = [
-            path
-            if Path(path).is_absolute()
-            else os.path.relpath(resolve_image(path, self.image_root).resolve(), folder)
+            path if Path(path).is_absolute() else _path_from(folder, resolve_image(path, self.image_root))
             for path in sample.images
         ]
         extra = {
