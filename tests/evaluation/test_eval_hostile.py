@@ -9,8 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from univg.cli.main import main
+from univg.evaluation.predictions import PredictionsError, read_predictions
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GOOD = "<answer>(100,100),(500,500)</answer>"
@@ -159,3 +162,30 @@ def test_eval_run_checks_its_output_and_options_first(tmp_path, capsys):
         main([*args, "--out", str(tmp_path / "new"), "--batch-size", "0"])
     assert caught.value.code == 2
     assert "--batch-size: must be at least 1, got 0" in _one_line(capsys)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    lines=st.lists(
+        st.binary(max_size=40)
+        | st.dictionaries(
+            st.sampled_from(["id", "response", "error", "x"]),
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.floats()
+            | st.text(max_size=6)
+            | st.lists(st.integers()),
+        ).map(lambda record: json.dumps(record).encode()),
+        max_size=6,
+    )
+)
+def test_no_exception_but_a_named_one_escapes_the_predictions_reader(tmp_path, lines):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    try:
+        found = read_predictions(path)
+    except PredictionsError as exc:
+        assert str(path) in str(exc)
+        return
+    assert all(isinstance(record.get("response", ""), str) for record in found.records.values())

@@ -219,7 +219,8 @@ def _unwritable_field(sample: GroundingSample) -> tuple[str, str] | None:
     if unencodable(json.dumps(record, ensure_ascii=False)) is None:
         return None
     for name, value in record.items():
-        problem = unencodable(json.dumps(value, ensure_ascii=False))
+        # A text field is checked as itself, so the position counts its own characters.
+        problem = unencodable(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
         if problem is not None:
             return name, problem
     return None

@@ -309,7 +309,10 @@ class RecordContext:
             return None
         try:
             parsed = [float(v) for v in numbers if not isinstance(v, bool)]
-        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past any float
+        except OverflowError:  # an integer past any float
+            self.add(MALFORMED_BOX, field_name, f"a number too large for a float: {_show(values)}")
+            return None
+        except (TypeError, ValueError):
             parsed = []
         if len(parsed) != 4 or len(numbers) != 4:
             self.add(MALFORMED_BOX, field_name, f"expected 4 numbers, got {_show(values)}")
