@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 from univg.cli.options import command
@@ -40,13 +39,9 @@ def run_tiny(args: argparse.Namespace) -> int:
     from univg.models.tiny import build_tiny_model, parameter_count
 
     start = time.perf_counter()
-    try:
-        path = build_tiny_model(
-            args.out, vocab=args.vocab, seed=args.seed, family=args.family, overwrite=args.overwrite
-        )
-    except FileExistsError as exc:
-        print(f"error: {exc} (pass --overwrite to replace it)", file=sys.stderr)
-        return 1
+    path = build_tiny_model(
+        args.out, vocab=args.vocab, seed=args.seed, family=args.family, overwrite=args.overwrite
+    )
     elapsed = time.perf_counter() - start
     print(
         f"wrote a tiny {args.family} checkpoint ({args.vocab} vocabulary, "
