@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -63,6 +64,8 @@ def _configure_logging(verbose: bool) -> None:
         handler.addFilter(lambda record: record.name != "py.warnings")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
     logging.captureWarnings(True)
+    if not verbose:  # the hub client logs each failed request; what failed reaches the user as our error
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
 
 
 def _fail(prog: str, message: str) -> None:
