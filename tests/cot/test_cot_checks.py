@@ -139,14 +139,16 @@ def test_the_shipped_prompts_fill_every_placeholder():
     assert "(0.100, 0.200), (0.300, 0.400)" in prompts.chain_text(other, "normalized")
 
 
-def test_a_copied_and_edited_prompt_set_is_used_and_changes_the_fingerprint(tmp_path):
+def test_a_copied_and_edited_prompt_set_is_used_and_changes_the_fingerprint(tmp_path, capsys):
     assert main(["cot", "prompts", "--out", str(tmp_path)]) == 0
     (tmp_path / "chain.txt").write_text("Q: $question (in $target, $image_count) -> $box\n")
     edited = PromptSet.load(tmp_path)
     assert edited.chain_text(SAMPLE, "qwen2vl") == f"Q: Find the change. (in image 2, 3 images) -> {BOX}"
     assert edited.fingerprint != PromptSet.load().fingerprint
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(ValueError, match=r"system\.txt: exists; pass 'overwrite' to replace it"):
         copy_prompts(tmp_path)
+    assert main(["cot", "prompts", "--out", str(tmp_path)]) == 2
+    assert "system.txt: exists; pass --force to replace it" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

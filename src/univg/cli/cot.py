@@ -14,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from univg.cli.options import command
+from univg.core.errors import UnivgError
 
 if TYPE_CHECKING:
     from univg.cot.runner import GenerateSummary
@@ -141,8 +142,7 @@ def run_generate(args: argparse.Namespace) -> int:
     import logging
 
     from univg.cot.client import RetryPolicy, TeacherFatal
-    from univg.cot.prompts import PromptError
-    from univg.cot.runner import GenerateConfig, GenerateError, Generator
+    from univg.cot.runner import GenerateConfig, Generator
 
     reasons = None
     if args.retry_rejected is not None:
@@ -180,19 +180,23 @@ def run_generate(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         generator = Generator(config)
-    except (GenerateError, PromptError, ValueError) as exc:
+    except UnivgError:
+        raise  # cli.main says it in one line, with the flags spelled as typed
+    except ValueError as exc:
         print(f"univg cot generate: {exc}", file=sys.stderr)
         return 2
     for name in ("httpx", "httpx2"):  # one INFO line per request would bury the progress bar
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         summary = generator.run()
-    except (GenerateError, ValueError) as exc:  # ValueError: a ledger or output line that is not ours
-        print(f"univg cot generate: {exc}", file=sys.stderr)
-        return 2
     except TeacherFatal as exc:
         print(f"univg cot generate: the teacher refuses every request, stopped: {exc}", file=sys.stderr)
         return 1
+    except UnivgError:
+        raise
+    except ValueError as exc:  # a ledger or output line that is not ours
+        print(f"univg cot generate: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
@@ -241,32 +245,28 @@ def _register_review(cot: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--image-root", metavar="DIR", help="folder image paths start from (default: the input's)"
     )
-    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--force", dest="overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--json", action="store_true", help="print the --apply report as JSON")
     command(parser, run_review)
 
 
 def run_review(args: argparse.Namespace) -> int:
-    from univg.cot.review import ReviewError, apply_decisions, write_review_page
+    from univg.cot.review import apply_decisions, write_review_page
 
-    try:
-        if args.sample is not None:
-            page = write_review_page(
-                args.input,
-                args.out,
-                share=args.sample,
-                seed=args.seed,
-                image_root=args.image_root,
-                overwrite=args.force,
-            )
-            print(
-                f"wrote {page.path}: {page.items} items to review ({', '.join(f'{t} {n}' for t, n in page.by_task.items())})"
-            )
-            return 0
-        report = apply_decisions(args.input, args.apply, args.out, overwrite=args.force)
-    except ReviewError as exc:
-        print(f"univg cot review: {exc}", file=sys.stderr)
-        return 2
+    if args.sample is not None:
+        page = write_review_page(
+            args.input,
+            args.out,
+            share=args.sample,
+            seed=args.seed,
+            image_root=args.image_root,
+            overwrite=args.overwrite,
+        )
+        print(
+            f"wrote {page.path}: {page.items} items to review ({', '.join(f'{t} {n}' for t, n in page.by_task.items())})"
+        )
+        return 0
+    report = apply_decisions(args.input, args.apply, args.out, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0
@@ -350,18 +350,16 @@ def _register_prompts(cot: argparse._SubParsersAction) -> None:
         "prompts", help="copy the prompt templates to a folder to edit (then --prompts DIR)"
     )
     parser.add_argument("--out", required=True, metavar="DIR")
-    parser.add_argument("--force", action="store_true", help="replace the files if they exist")
+    parser.add_argument(
+        "--force", dest="overwrite", action="store_true", help="replace the files if they exist"
+    )
     command(parser, run_prompts)
 
 
 def run_prompts(args: argparse.Namespace) -> int:
     from univg.cot.prompts import copy_prompts
 
-    try:
-        written = copy_prompts(args.out, overwrite=args.force)
-    except FileExistsError as exc:
-        print(f"univg cot prompts: {exc}", file=sys.stderr)
-        return 2
+    written = copy_prompts(args.out, overwrite=args.overwrite)
     for path in written:
         print(path)
     return 0

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from univg.core.boxes import CoordSystem
-from univg.core.errors import UnivgError
+from univg.core.errors import EXIT_USAGE, UnivgError
 from univg.cot.accounting import Budget, BudgetExhausted, Ledger, PaidReply, Prices
 from univg.cot.client import (
     RequestRefused,
@@ -48,7 +48,7 @@ from univg.cot.judge import JUDGE_UNPARSEABLE, parse_choice
 from univg.cot.prompts import TEACHER_COORDS, PromptSet
 from univg.cot.request import chat_messages, image_data_url
 from univg.cot.verify import DEFAULT_IOU_THRESHOLD, verify_response
-from univg.data.files import AppendLog, repair_tail, write_jsonl_atomic, write_text_atomic
+from univg.data.files import AppendLog, check_output, repair_tail, write_jsonl_atomic, write_text_atomic
 from univg.data.images import ImageLoadError
 from univg.data.schema import (
     REJECTED,
@@ -90,6 +90,8 @@ REFUSED_IN_A_ROW = 10
 
 class GenerateError(UnivgError, ValueError):
     """Input, output or settings that a run cannot start with; the message says what to change."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass
@@ -325,7 +327,7 @@ class Generator:
 
     def __init__(self, config: GenerateConfig) -> None:
         self.config = config
-        self.out = Path(config.out)
+        self.out = check_output(config.out, resumable=True, option="out")  # appended to: a rerun resumes
         self.prompts = PromptSet.load(config.prompts)
         self.coords = CoordSystem.parse(config.coords)
         self.samples = read_input(config)

@@ -112,7 +112,9 @@ def check_output(
             )
         special = _special_kind(info.st_mode)
         if special is not None:
-            raise UsageError(f"is {special}, not a {kind}; univg writes only regular files", path=target)
+            raise UsageError(
+                f"is {special}, not a {kind}; univg writes only regular files and folders", path=target
+            )
         if stat.S_ISDIR(info.st_mode) != (kind == "folder"):
             found = "a folder" if stat.S_ISDIR(info.st_mode) else "a file"
             raise UsageError(f"is {found}; expected a {kind} path", path=target)
