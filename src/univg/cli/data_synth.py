@@ -67,8 +67,10 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from univg.data.files import check_output
     from univg.data.synthetic import SynthConfig, generate_dataset, parse_tasks
 
+    check_output(args.out, kind="folder", resumable=True, option="out")  # a file or link in the way: now
     try:
         config = SynthConfig(
             n=args.n,

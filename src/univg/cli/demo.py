@@ -110,9 +110,13 @@ def _say(message: str) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    from univg.data.files import check_output
     from univg.demo.pretrain import PretrainConfig, pretrain_base
 
-    options = {**options_for(PretrainConfig, args), "out": Path(args.out)}
+    options = {
+        **options_for(PretrainConfig, args),
+        "out": check_output(args.out, kind="folder", resumable=True),
+    }
     if args.phase:
         options["phases"] = tuple(args.phase)
     config = PretrainConfig(**options)
@@ -128,13 +132,14 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from univg.data.files import check_output
     from univg.demo.assets import BASE_DIR
     from univg.demo.logs import logs_to_folder
     from univg.demo.pipeline import run_demo
     from univg.demo.report import terminal_summary
     from univg.evaluation.pages import REPORT_HTML, REPORT_MD, RESULTS_FILE
 
-    out = Path(args.out)
+    out = check_output(args.out, kind="folder", resumable=True)  # a file or link in the way: before any work
     with logs_to_folder(out / "logs") as log_file:
         results = run_demo(
             out,
