@@ -44,6 +44,16 @@ def _bomb(tmp_path: Path) -> str:
     return str(path)
 
 
+def _empty(tmp_path: Path) -> str:
+    (tmp_path / "frames").mkdir()
+    return str(tmp_path / "frames")
+
+
+def _file(tmp_path: Path, name: str) -> str:
+    (tmp_path / name).write_bytes(b"not a video at all")
+    return str(tmp_path / name)
+
+
 # (name, extra arguments given the tmp folder and a good image, what stderr must say)
 CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
     ("empty question", lambda t, i: ["--question", "  ", "--image", str(i)], "--question is empty"),
@@ -89,6 +99,16 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
         ".txt names no image format; use .png or .jpg",
     ),
     (
+        "video folder without frames",
+        lambda t, i: ["--question", "q", "--video", _empty(t)],
+        "frame folder holds no images",
+    ),
+    (
+        "video that is not one",
+        lambda t, i: ["--question", "q", "--video", _file(t, "v.mp4")],
+        "v.mp4: unreadable video",
+    ),
+    (
         "missing video",
         lambda t, i: ["--question", "q", "--video", str(t / "v.mp4")],
         "v.mp4: not found; check --video",
@@ -100,7 +120,7 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
 def test_a_bad_request_is_refused_before_the_model_loads(tmp_path, image, capsys, name, arguments, message):
     # The model path does not exist: an error about the request proves it was checked first.
     argv = ["predict", "--model", str(tmp_path / "no-model"), *arguments(tmp_path, image)]
-    assert main(argv) == (1 if name in {"image not an image", "image bomb"} else 2)
+    assert main(argv) == (1 if name.startswith(("image not", "image bomb", "video")) else 2)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("univg predict: "), err
     assert message in err[0]

@@ -60,7 +60,7 @@ def _check_request(args: argparse.Namespace) -> Request:
     there, the drawing's target writable (fail fast: loading a 7B model takes a while)."""
     from univg.core.text import unencodable
     from univg.data.files import check_input, check_output
-    from univg.data.images import load_image
+    from univg.data.images import load_image, load_video_frames
     from univg.inference.draw import drawing_format
     from univg.inference.predictor import Request
 
@@ -70,8 +70,9 @@ def _check_request(args: argparse.Namespace) -> Request:
         raise UsageError(f"{{option}} {problem} (not valid UTF-8 text)", option="question")
     for image in args.image or ():
         load_image(check_input(image, option="image"), max_pixels=args.max_pixels)
-    if args.video is not None:
+    if args.video is not None:  # decoded once here too: an unreadable video must not wait for the model
         check_input(args.video, kind="folder" if Path(args.video).is_dir() else "file", option="video")
+        load_video_frames(args.video, args.frames, max_pixels=args.max_pixels)
     if args.draw:
         drawing_format(check_output(args.draw, force=True))
     return Request(
