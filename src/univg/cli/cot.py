@@ -13,7 +13,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from univg.cli.options import command
+from univg.cli.options import command, fraction, non_negative_number, port, positive, positive_number
 from univg.core.errors import UnivgError
 
 if TYPE_CHECKING:
@@ -59,28 +59,38 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
         help="environment variable holding the API key (default: send none, as vLLM and univg cot teacher need)",
     )
     parser.add_argument(
-        "--chains", type=int, default=3, metavar="N", help="chains per sample (default: %(default)s)"
+        "--chains", type=positive, default=3, metavar="N", help="chains per sample (default: %(default)s)"
     )
     parser.add_argument(
-        "--concurrency", type=int, default=8, metavar="C", help="samples in flight (default: %(default)s)"
+        "--concurrency",
+        type=positive,
+        default=8,
+        metavar="C",
+        help="samples in flight (default: %(default)s)",
     )
-    parser.add_argument("--rpm", type=float, metavar="R", help="at most R requests per minute, evenly spaced")
+    parser.add_argument(
+        "--rpm", type=positive_number, metavar="R", help="at most R requests per minute, evenly spaced"
+    )
     parser.add_argument(
         "--max-cost",
-        type=float,
+        type=non_negative_number,
         metavar="USD",
         help="stop before the total cost of OUT (all runs) could pass this; needs the prices",
     )
     parser.add_argument(
-        "--price-in", type=float, default=0.0, metavar="P", help="USD per million prompt tokens"
+        "--price-in", type=non_negative_number, default=0.0, metavar="P", help="USD per million prompt tokens"
     )
     parser.add_argument(
-        "--price-out", type=float, default=0.0, metavar="P", help="USD per million completion tokens"
+        "--price-out",
+        type=non_negative_number,
+        default=0.0,
+        metavar="P",
+        help="USD per million completion tokens",
     )
     parser.add_argument(
         "--image-root", metavar="DIR", help="folder image paths start from (default: the input's)"
     )
-    parser.add_argument("--limit", type=int, metavar="N", help="only the first N input samples")
+    parser.add_argument("--limit", type=positive, metavar="N", help="only the first N input samples")
     parser.add_argument(
         "--prompts", metavar="DIR", help="prompt templates (univg cot prompts --out DIR writes a copy)"
     )
@@ -92,19 +102,30 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--iou-threshold",
-        type=float,
+        type=fraction,
         default=DEFAULT_IOU_THRESHOLD,
         metavar="T",
         help="the kept chain's answer box must overlap the ground truth this much (default: %(default)s)",
     )
     parser.add_argument(
-        "--temperature", type=float, default=0.7, help="of chain requests (default: %(default)s)"
+        "--temperature",
+        type=non_negative_number,
+        default=0.7,
+        help="of chain requests (default: %(default)s)",
     )
     parser.add_argument(
-        "--max-tokens", type=int, default=1024, metavar="N", help="per chain reply (default: %(default)s)"
+        "--max-tokens",
+        type=positive,
+        default=1024,
+        metavar="N",
+        help="per chain reply (default: %(default)s)",
     )
     parser.add_argument(
-        "--judge-max-tokens", type=int, default=64, metavar="N", help="per judge reply (default: %(default)s)"
+        "--judge-max-tokens",
+        type=positive,
+        default=64,
+        metavar="N",
+        help="per judge reply (default: %(default)s)",
     )
     parser.add_argument(
         "--judge-text-only",
@@ -112,11 +133,15 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
         help="send the judge the chains without the images (cheaper)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=120.0, metavar="S", help="per request (default: %(default)s)"
+        "--timeout",
+        type=positive_number,
+        default=120.0,
+        metavar="S",
+        help="per request (default: %(default)s)",
     )
     parser.add_argument(
         "--max-attempts",
-        type=int,
+        type=positive,
         default=8,
         metavar="N",
         help="attempts per request through 429s, 5xx, time-outs and dropped connections (default: %(default)s)",
@@ -289,7 +314,7 @@ def _register_teacher(cot: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--samples", required=True, metavar="SAMPLES.jsonl", help="the samples it can answer for"
     )
-    parser.add_argument("--port", type=int, default=8765, help="(default: %(default)s)")
+    parser.add_argument("--port", type=port, default=8765, help="(default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s, loopback only)")
     parser.add_argument(
         "--image-root", metavar="DIR", help="folder image paths start from (default: the samples')"
@@ -299,7 +324,11 @@ def _register_teacher(cot: argparse._SubParsersAction) -> None:
         "--coords", choices=("qwen2vl", "normalized"), default="qwen2vl", help="(default: %(default)s)"
     )
     parser.add_argument(
-        "--latency-ms", type=float, default=0.0, metavar="MS", help="delay every reply, like a remote teacher"
+        "--latency-ms",
+        type=non_negative_number,
+        default=0.0,
+        metavar="MS",
+        help="delay every reply, like a remote teacher",
     )
     parser.add_argument("--request-log", metavar="FILE", help="append one JSON line per answered request")
     command(parser, run_teacher)

@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from univg.cli.options import add_loading_options, command, options_for, positive
+from univg.cli.options import (
+    add_loading_options,
+    command,
+    options_for,
+    positive,
+    positive_number,
+    probability,
+)
 from univg.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -48,8 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sample", dest="do_sample", action="store_true", help="sample instead of greedy decoding"
     )
-    parser.add_argument("--temperature", type=float, default=1.0, help="with --sample (default: %(default)s)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="with --sample (default: %(default)s)")
+    parser.add_argument(
+        "--temperature", type=positive_number, default=1.0, help="with --sample (default: %(default)s)"
+    )
+    parser.add_argument("--top-p", type=probability, default=1.0, help="with --sample (default: %(default)s)")
     parser.add_argument("--seed", type=int, help="random seed for --sample")
     add_loading_options(parser, device_map_default="load on the CPU")
     command(parser, run)

@@ -9,7 +9,15 @@ import os
 import sys
 from pathlib import Path
 
-from univg.cli.options import add_loading_options, command, options_for, positive
+from univg.cli.options import (
+    add_loading_options,
+    command,
+    non_negative_number,
+    options_for,
+    port,
+    positive,
+    positive_number,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", required=True, help="checkpoint directory, LoRA adapter directory or hub id"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument("--port", type=port, default=8000, help="default: %(default)s")
     parser.add_argument(
         "--served-model-name",
         help="the name clients send as 'model' (default: a directory's name, or the hub id)",
@@ -40,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-wait-ms",
-        type=float,
+        type=non_negative_number,
         default=10.0,
         help="how long a request waits for others to batch with (default: %(default)s)",
     )
@@ -83,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-body-mb",
-        type=float,
+        type=positive_number,
         default=defaults.max_body_bytes / 2**20,
         help="largest request body in MiB (default: %(default)s)",
     )
