@@ -189,3 +189,25 @@ def test_no_exception_but_a_named_one_escapes_the_predictions_reader(tmp_path, l
         assert str(path) in str(exc)
         return
     assert all(isinstance(record.get("response", ""), str) for record in found.records.values())
+
+
+def test_a_run_stopped_by_a_full_disk_resumes_once_there_is_space(
+    tiny_model_dir, tmp_path, capsys, full_disk, monkeypatch
+):
+    from univg.data.synthetic import SynthConfig, generate_dataset
+
+    generate_dataset(tmp_path / "synth", SynthConfig(n=0, n_eval=2, seed=1, tasks=("referring",)))
+    out = full_disk / "run"
+    args = ["eval", "run", "--benchmark", "synthetic", "--data", str(tmp_path / "synth" / "eval.jsonl")]
+    args += ["--model", str(tiny_model_dir), "--out", str(out), "--max-new-tokens", "4", "--no-progress"]
+    assert main(args) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the weights' loading bar
+    assert (
+        last.startswith("univg eval run: ") and "the disk is full: free some space or write elsewhere" in last
+    )
+    assert all(p.stat().st_size == 0 for p in out.rglob("*") if p.is_file())  # nothing half written
+
+    (full_disk / "filler").unlink(missing_ok=True)  # space again (a tmpfs), or no more injected errors
+    monkeypatch.undo()
+    assert main(args) == 0
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 2

@@ -203,10 +203,9 @@ class _Ranks:
 def _check_resume(previous: dict[str, Any] | None, current: dict[str, Any], out: Path) -> None:
     """Refuse to add answers to predictions made by another model, data or decoding, or by an
     unknown one (predictions without run.json)."""
-    if not any(
-        (out / name).exists() for name in (PREDICTIONS_FILE, *(p.name for p in out.glob(RANK_FILE_GLOB)))
-    ):
-        return
+    files = [out / PREDICTIONS_FILE, *out.glob(RANK_FILE_GLOB)]
+    if not any(path.is_file() and path.stat().st_size > 0 for path in files):
+        return  # nothing answered yet (an empty file is what a run stopped before its first answer leaves)
     if previous is None:
         raise ResumeMismatchError(
             f"holds predictions but no {RUN_FILE}, so which model made them is unknown",

@@ -125,10 +125,12 @@ def merge_rank_files(out_dir: Path) -> int:
 
     Safe to repeat after a crash half way: records already in the main file are not added twice.
     """
+    parts = sorted(out_dir.glob(RANK_FILE_GLOB))
+    if not parts:
+        return 0
     main = out_dir / PREDICTIONS_FILE
     held = read_predictions(main)
     done = held.done_ids()
-    parts = sorted(out_dir.glob(RANK_FILE_GLOB))
     added = 0
     with AppendLog(main) as log:
         for part in parts:
