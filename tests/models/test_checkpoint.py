@@ -120,3 +120,17 @@ def test_identity_is_the_same_for_a_copy_and_changes_with_any_weight(tiny_model_
 
     (copy / "chat_template.jinja").write_text("{{ messages }}")
     assert checkpoint_sha256(copy) not in (changed, checkpoint_sha256(tiny_model_dir))
+
+
+def test_an_adapter_folder_that_is_not_one_names_the_flag(tiny_model_dir, tmp_path, capsys):
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(image)
+    argv = ["predict", "--model", str(tiny_model_dir), "--adapter", str(tmp_path), "--image", str(image)]
+    assert main([*argv, "--question", "q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"univg predict: '{tmp_path}' is not a LoRA adapter directory: it holds no adapter_config.json; "
+        "check --adapter"
+    ]

@@ -148,7 +148,15 @@ def model_identity(model: str, endpoint: str | None = None) -> dict[str, Any]:
     if endpoint is not None:
         return {"endpoint": endpoint, "model": model}
     if Path(model).is_dir():
-        return {"sha256": checkpoint_sha256(model)}
+        started = time.perf_counter()
+        digest = checkpoint_sha256(model)
+        logger.info(
+            "identified %s by its files (sha256 %s, %.1f s)",
+            model,
+            digest[:12],
+            time.perf_counter() - started,
+        )
+        return {"sha256": digest}
     return {"hub_id": model}
 
 

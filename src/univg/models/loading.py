@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from univg.core.boxes import CoordSystem
 from univg.core.errors import UnivgError, UsageError
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
-from univg.models.checkpoint import ModelLoadError, check_checkpoint, read_json_file
+from univg.models.checkpoint import ADAPTER_CONFIG_FILE, ModelLoadError, check_checkpoint, read_json_file
 
 # Imported here, not lazily: importing this module must register the processor with AutoProcessor, so
 # TRL can reload a checkpoint directory we wrote from its path.
@@ -136,14 +136,15 @@ def load_model_and_processor(
             raise ModelLoadError(f"{name!r}: adapter_config.json does not name its base model")
         if not _looks_like_hub_id(base):
             check_checkpoint(Path(base), supported)
-    if (
-        adapter is not None
-        and not _looks_like_hub_id(str(adapter))
-        and check_checkpoint(Path(adapter)) != "adapter"
-    ):
-        raise ModelLoadError(
-            f"{str(adapter)!r} is not a LoRA adapter directory: it holds no adapter_config.json"
-        )
+    if adapter is not None and not _looks_like_hub_id(str(adapter)):
+        folder = Path(adapter)
+        if folder.is_dir() and not (folder / ADAPTER_CONFIG_FILE).is_file():
+            raise ModelLoadError(
+                f"{str(adapter)!r} is not a LoRA adapter directory: it holds no {ADAPTER_CONFIG_FILE}",
+                option="adapter",
+                hint="check {option}",
+            )
+        check_checkpoint(folder)
 
     family = model_family(_config_dict(base, hub_kwargs), base)
     import transformers
