@@ -31,6 +31,7 @@ CASES: list[tuple[str, Callable[[Path, str], list[str]], str]] = [
     ("review onto a device", lambda t, i: ["review", "--input", i, "--sample", "1", "--out", os.devnull, "--force"], "is a device"),
     ("review through a link", lambda t, i: ["review", "--input", i, "--sample", "1", "--out", _link(t), "--force"], "symbolic link"),
     ("review over a file", lambda t, i: ["review", "--input", i, "--sample", "1", "--out", _file(t)], "exists; pass --force"),
+    ("generate from a missing input", lambda t, i: ["generate", "--input", str(t / "no.jsonl"), "--out", str(t / "o.jsonl"), *NO_TEACHER], "no.jsonl: not found; check --input"),
     ("prompts into a file", lambda t, i: ["prompts", "--out", _file(t)], "is a file; expected a folder path"),
 ]  # fmt: skip
 

@@ -48,7 +48,14 @@ from univg.cot.judge import JUDGE_UNPARSEABLE, parse_choice
 from univg.cot.prompts import TEACHER_COORDS, PromptSet
 from univg.cot.request import chat_messages, image_data_url
 from univg.cot.verify import DEFAULT_IOU_THRESHOLD, verify_response
-from univg.data.files import AppendLog, check_output, repair_tail, write_jsonl_atomic, write_text_atomic
+from univg.data.files import (
+    AppendLog,
+    check_input,
+    check_output,
+    repair_tail,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 from univg.data.images import ImageLoadError
 from univg.data.schema import (
     REJECTED,
@@ -56,7 +63,6 @@ from univg.data.schema import (
     VERIFIED,
     GroundingSample,
     SampleError,
-    read_jsonl,
     read_records,
     resolve_image,
 )
@@ -259,29 +265,32 @@ def request_seed(sample_id: str, attempt: int, index: int) -> int:
 
 
 def read_input(config: GenerateConfig) -> list[GroundingSample]:
-    """The input samples (first `limit`), checked: a bad record or a repeated id is a `GenerateError`."""
-    path = Path(config.input)
-    if not path.is_file():
-        raise GenerateError(
-            f"{path}: no such input file (canonical JSONL: univg data convert or univg data synth)"
-        )
+    """The input samples (first `limit`), checked: a bad record or a repeated id is a `SampleError`
+    naming its line (bad data: exit status 1), a missing file a `UsageError`."""
+    path = check_input(config.input, option="input")  # canonical JSONL: univg data convert or synth
     samples: list[GroundingSample] = []
     seen: dict[str, int] = {}
-    try:
-        for number, sample in enumerate(read_jsonl(path), start=1):
-            if config.limit is not None and len(samples) >= config.limit:
-                break
-            problem = sample.problem()
-            if problem is not None:
-                raise GenerateError(f"{path}: sample {sample.id}: field {problem[0]!r}: {problem[1]}")
-            if sample.id in seen:
-                raise GenerateError(
-                    f"{path}: id {sample.id!r} repeats (samples {seen[sample.id]} and {number})"
-                )
-            seen[sample.id] = number
-            samples.append(sample)
-    except SampleError as exc:
-        raise GenerateError(str(exc)) from None
+    for number, record in read_records(path):
+        if config.limit is not None and len(samples) >= config.limit:
+            break
+        sample = GroundingSample.from_json(record, path=str(path), index=f"line {number}")
+        problem = sample.problem()
+        if problem is not None:
+            raise SampleError(
+                f"{problem[1]} (sample {sample.id})",
+                path=path,
+                record=f"line {number}",
+                field_name=problem[0],
+            )
+        if sample.id in seen:
+            raise SampleError(
+                f"{sample.id!r} repeats the id of line {seen[sample.id]}",
+                path=path,
+                record=f"line {number}",
+                field_name="id",
+            )
+        seen[sample.id] = number
+        samples.append(sample)
     return samples
 
 
