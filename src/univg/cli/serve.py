@@ -18,6 +18,7 @@ from univg.cli.options import (
     positive,
     positive_number,
 )
+from univg.core.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,10 @@ def _api_key(variable: str | None) -> str | None:
         return None
     key = os.environ.get(variable, "")
     if not key:
-        raise ValueError(f"--api-key-env {variable}: the environment variable {variable} is not set or empty")
+        raise UsageError(
+            f"{{option}} {variable}: the environment variable {variable} is not set or empty",
+            option="api_key_env",
+        )
     return key
 
 
@@ -123,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from univg.inference.predictor import Predictor
-    from univg.models.loading import ModelLoadError, load_model_and_processor
+    from univg.models.loading import load_model_and_processor
     from univg.serving.app import base_url, create_app, listen_socket
     from univg.serving.config import Limits, ServeConfig
 
@@ -145,9 +149,10 @@ def run(args: argparse.Namespace) -> int:
                 default_max_tokens=min(Limits().default_max_tokens, args.max_tokens),
             ),
         )
-    except ValueError as exc:
-        print(f"univg serve: {exc}", file=sys.stderr)
-        return 1
+    except UsageError:
+        raise
+    except ValueError as exc:  # a limit the server's config refuses
+        raise UsageError(str(exc)) from None
     try:
         sock = listen_socket(args.host, args.port)
     except OSError as exc:
@@ -157,10 +162,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         loaded = load_model_and_processor(args.model, **options_for(load_model_and_processor, args))
-    except (ModelLoadError, ValueError, OSError) as exc:
+    except BaseException:  # cli.main says what went wrong; the port is free again first
         sock.close()
-        print(f"univg serve: {exc}", file=sys.stderr)
-        return 1
+        raise
     if args.threads is not None:
         import torch
 
