@@ -4,6 +4,8 @@ in every command, and whatever else goes wrong is one line with the exit status 
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +81,42 @@ def test_whatever_goes_wrong_is_one_line_with_its_exit_status(
     assert main(["model", "tiny", "--out", str(tmp_path / "m")]) == status
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+# Every command that writes a folder, with what it needs besides --out (nothing it reads is reached).
+FOLDER_WRITERS: list[list[str]] = [
+    ["data", "synth", "--n", "1"],
+    ["model", "tiny"],
+    ["demo"],
+    ["demo", "pretrain-base"],
+    ["eval", "run", "--benchmark", "synthetic", "--data", "d.jsonl", "--model", "m"],
+    ["cot", "prompts"],
+]
+
+
+@pytest.mark.parametrize("command", FOLDER_WRITERS, ids=[" ".join(c[:2]) for c in FOLDER_WRITERS])
+@pytest.mark.parametrize(
+    ("in_the_way", "message"),
+    [
+        ("file", "is a file; expected a folder path"),
+        ("link", "is a symbolic link"),
+        ("device", "is a device"),
+    ],
+)
+def test_an_output_folder_that_cannot_be_right_is_refused_before_any_work(
+    tmp_path, monkeypatch, capsys, command, in_the_way, message
+):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    if in_the_way == "file":
+        out.write_text("mine")
+    elif in_the_way == "link":
+        (tmp_path / "real").mkdir()
+        out.symlink_to(tmp_path / "real")
+    else:
+        out = Path(os.devnull)
+    assert main([*command, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert in_the_way != "file" or out.read_text() == "mine"
+    assert in_the_way != "link" or not any((tmp_path / "real").iterdir())
