@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -211,3 +212,20 @@ def test_a_run_stopped_by_a_full_disk_resumes_once_there_is_space(
     monkeypatch.undo()
     assert main(args) == 0
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 2
+
+
+def test_an_adapter_is_known_with_its_base(tiny_model_dir, tmp_path):
+    from univg.evaluation.harness import model_identity
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"adapter weights")
+    before = model_identity(str(adapter))
+    assert before["base"] == model_identity(str(base)) and "sha256" in before
+
+    (base / "chat_template.jinja").write_text("{{ messages }}")  # the base changed under the adapter
+    after = model_identity(str(adapter))
+    assert after["sha256"] == before["sha256"] and after != before

@@ -39,7 +39,7 @@ from univg.evaluation.predictions import (
 from univg.evaluation.provenance import file_sha256, provenance
 from univg.evaluation.scoring import require_sizes, score_predictions
 from univg.inference.predictor import GenerationOptions, Grounder, Predictor, Request
-from univg.models.checkpoint import checkpoint_sha256
+from univg.models.checkpoint import ADAPTER_CONFIG_FILE, checkpoint_sha256, read_json_file
 
 logger = logging.getLogger(__name__)
 
@@ -144,20 +144,25 @@ def _model_id(model: str) -> str:
 def model_identity(model: str, endpoint: str | None = None) -> dict[str, Any]:
     """What a model is, for resuming: a local checkpoint's hash (copies match, a replaced checkpoint at
     the same path does not); an endpoint's URL and model name, a hub id's name (all that is known of
-    them before they answer)."""
+    them before they answer). An adapter folder is known with the base model it names."""
     if endpoint is not None:
         return {"endpoint": endpoint, "model": model}
-    if Path(model).is_dir():
-        started = time.perf_counter()
-        digest = checkpoint_sha256(model)
-        logger.info(
-            "identified %s by its files (sha256 %s, %.1f s)",
-            model,
-            digest[:12],
-            time.perf_counter() - started,
-        )
-        return {"sha256": digest}
-    return {"hub_id": model}
+    folder = Path(model)
+    if not folder.is_dir():
+        return {"hub_id": model}
+    started = time.perf_counter()
+    identity: dict[str, Any] = {"sha256": checkpoint_sha256(folder)}
+    logger.info(
+        "identified %s by its files (sha256 %s, %.1f s)",
+        model,
+        identity["sha256"][:12],
+        time.perf_counter() - started,
+    )
+    if (folder / ADAPTER_CONFIG_FILE).is_file() and not (folder / "config.json").is_file():
+        base = read_json_file(folder / ADAPTER_CONFIG_FILE).get("base_model_name_or_path")
+        if base:
+            identity["base"] = model_identity(str(base))
+    return identity
 
 
 def _model_label(model: str, adapter: str | None) -> str:
