@@ -65,12 +65,13 @@ def test_a_wrong_recipe_or_option_is_one_line(tmp_path, capsys, stage, name, arg
     assert message in err[0]
 
 
-def test_sft_reads_and_checks_its_data_before_the_model(tmp_path, capsys):
+@pytest.mark.parametrize("stage", ["sft", "grpo"])
+def test_both_stages_read_and_check_their_data_before_the_model(tmp_path, capsys, stage):
     args = [
         "train",
-        "sft",
+        stage,
         "--config",
-        str(RECIPES / "sft" / "demo.yaml"),
+        str(RECIPES / stage / "demo.yaml"),
         "--output_dir",
         str(tmp_path / "o"),
     ]
@@ -79,4 +80,4 @@ def test_sft_reads_and_checks_its_data_before_the_model(tmp_path, capsys):
     assert "none.jsonl: not found; check --train_files" in capsys.readouterr().err
     bad = _file(tmp_path, "bad.jsonl", json.dumps({"id": "a", "task": "t"}) + "\n")
     assert main([*args, "--train_files", bad]) == 1
-    assert capsys.readouterr().err == f"univg train sft: {bad}: line 1: field 'source': missing field\n"
+    assert capsys.readouterr().err == f"univg train {stage}: {bad}: line 1: field 'source': missing field\n"
