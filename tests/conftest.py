@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +46,34 @@ def one_torch_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on a disk that is already full.
+
+    A 64 KiB tmpfs filled to the last byte where this process may mount one (root, as in CI);
+    elsewhere an ordinary folder whose writes fail at the operating-system boundary with the same
+    ENOSPC (`os.fsync` and `os.write`, which every univg writer reaches before its rename).
+    """
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True, check=False
+    )
+    if mounted.returncode == 0:
+        try:
+            with contextlib.suppress(OSError), (folder / "filler").open("wb", buffering=0) as filler:
+                while True:
+                    filler.write(b"\0" * 4096)
+            yield folder
+        finally:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+        return
+
+    def no_space(*_: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    monkeypatch.setattr(os, "write", no_space)
+    yield folder

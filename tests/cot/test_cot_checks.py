@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from univg.cli.main import main
 from univg.cot.accounting import Budget, BudgetExhausted, Ledger, PaidReply, Prices
 from univg.cot.client import RequestRefused, TeacherFatal, TransportFault, _status_error, retry_after_seconds
-from univg.cot.files import drop_cut_last_line
 from univg.cot.judge import parse_choice
 from univg.cot.prompts import PromptError, PromptSet, copy_prompts
 from univg.cot.verify import BOX_MISMATCH, FORMAT, LEAK, WRONG_IMAGE, find_leak, verify_response
+from univg.data.files import repair_tail
 from univg.data.prompts import answer_text, format_box
 from univg.data.schema import GroundingSample
 
@@ -139,14 +139,16 @@ def test_the_shipped_prompts_fill_every_placeholder():
     assert "(0.100, 0.200), (0.300, 0.400)" in prompts.chain_text(other, "normalized")
 
 
-def test_a_copied_and_edited_prompt_set_is_used_and_changes_the_fingerprint(tmp_path):
+def test_a_copied_and_edited_prompt_set_is_used_and_changes_the_fingerprint(tmp_path, capsys):
     assert main(["cot", "prompts", "--out", str(tmp_path)]) == 0
     (tmp_path / "chain.txt").write_text("Q: $question (in $target, $image_count) -> $box\n")
     edited = PromptSet.load(tmp_path)
     assert edited.chain_text(SAMPLE, "qwen2vl") == f"Q: Find the change. (in image 2, 3 images) -> {BOX}"
     assert edited.fingerprint != PromptSet.load().fingerprint
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(ValueError, match=r"system\.txt: exists; pass 'overwrite' to replace it"):
         copy_prompts(tmp_path)
+    assert main(["cot", "prompts", "--out", str(tmp_path)]) == 2
+    assert "system.txt: exists; pass --force to replace it" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -273,14 +275,16 @@ def test_the_ledger_reloads_totals_and_reuses_replies_only_for_the_same_attempt_
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
-def test_only_a_last_line_without_its_newline_is_dropped(tmp_path):
+def test_only_a_last_line_cut_short_is_dropped(tmp_path):
     path = tmp_path / "f.jsonl"
     path.write_text('{"a": 1}\n{"b": 2}\n')
-    assert not drop_cut_last_line(path) and path.read_text() == '{"a": 1}\n{"b": 2}\n'
+    assert not repair_tail(path) and path.read_text() == '{"a": 1}\n{"b": 2}\n'
     path.write_text('{"a": 1}\n{"b": 2')
-    assert drop_cut_last_line(path) and path.read_text() == '{"a": 1}\n'
+    assert repair_tail(path) and path.read_text() == '{"a": 1}\n'
     path.write_text('{"a"')
-    assert drop_cut_last_line(path) and path.read_text() == ""
+    assert repair_tail(path) and path.read_text() == ""
+    path.write_text('{"a": 1}\n{"b": 2}')  # whole, only its newline was not written: kept
+    assert not repair_tail(path) and path.read_text() == '{"a": 1}\n{"b": 2}\n'
 
 
 def test_formatdate_helper_is_in_the_past_of_now():

@@ -187,12 +187,12 @@ def test_a_missing_image_rejects_that_sample_and_a_wrong_root_stops_before_any_r
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"id": "a"}\n', r"record 1: field 'task': missing field"),
+        ('{"id": "a"}\n', r"line 1: field 'task': missing field"),
         ("not json\n", r"line 1: invalid JSON"),
-        (None, "repeats"),
+        (None, r"line 2: field 'id': '.*' repeats the id of line 1"),
     ],
 )
-def test_bad_input_is_one_clear_line_and_exit_status_2(
+def test_bad_input_is_one_clear_line_and_exit_status_1(
     samples_file, teacher_url, tmp_path, capsys, content, message
 ):
     data = tmp_path / "in.jsonl"
@@ -203,7 +203,7 @@ def test_bad_input_is_one_clear_line_and_exit_status_2(
     code = main(["cot", "generate", "--input", str(data), "--out", str(tmp_path / "o.jsonl"), "--teacher-url", teacher_url,
                  "--teacher-model", "univg-offline-teacher", "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert code == 1 and len(err.strip().splitlines()) == 1  # bad data
     assert err.startswith("univg cot generate: ") and str(data) in err
     assert re.search(message, err)
 

@@ -43,7 +43,7 @@ def test_the_page_is_self_contained(clean_run, tmp_path):
     for sample_id, (status, _) in clean_run.outcomes.items():
         assert (f'"id": "{sample_id}"' in html) == (status == "verified")
     assert html.count("data:image/png;base64,") >= page.items
-    with pytest.raises(ReviewError, match="exists; pass --force"):
+    with pytest.raises(ValueError, match=r"review\.html: exists; pass 'overwrite' to replace it"):
         write_review_page(clean_run.out, page.path, share=1.0)
 
 

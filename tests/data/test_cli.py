@@ -66,10 +66,10 @@ def test_usage_errors_exit_2(tmp_path: Path, formats_dir: Path, capsys: pytest.C
         "--no-progress",
     ]
     assert main(missing) == 2
-    assert "cannot read" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"univg data validate: {tmp_path / 'nope.json'}: not found\n"
     needs_images = ["data", "convert", "--format", "revos", "--input", str(formats_dir / "revos.json")]
     assert main([*needs_images, "--out", str(tmp_path / "o.jsonl"), "--no-progress"]) == 2
-    assert "revos needs the images" in capsys.readouterr().err
+    assert "format revos gives pixel boxes or frame folders" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["data", "validate", "--format", "coco", "--input", "x"])
     assert exit_info.value.code == 2

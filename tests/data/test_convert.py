@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from univg.core.errors import UsageError
 from univg.data.convert import Report, convert_file, validate_file
 from univg.data.schema import read_jsonl
 
@@ -33,7 +34,7 @@ def test_writes_valid_samples_and_reports_the_rest(
 def test_refuses_to_overwrite_without_force(tmp_path: Path, mig_bench_sample: Path) -> None:
     out = tmp_path / "mig.jsonl"
     out.write_text("precious\n")
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(UsageError, match=r"mig\.jsonl: exists; pass 'force' to replace it"):
         convert_file("mig-bench", mig_bench_sample, out)
     assert out.read_text() == "precious\n"
     report = convert_file("mig-bench", mig_bench_sample, out, force=True)
@@ -41,7 +42,7 @@ def test_refuses_to_overwrite_without_force(tmp_path: Path, mig_bench_sample: Pa
 
 
 def test_pixel_formats_need_the_images(tmp_path: Path, formats_dir: Path) -> None:
-    with pytest.raises(ValueError, match="lisa needs the images"):
+    with pytest.raises(UsageError, match=r"lisa gives pixel boxes .* pass 'image_root'"):
         convert_file("lisa", formats_dir / "lisa.json", tmp_path / "lisa.jsonl")
     assert not (tmp_path / "lisa.jsonl").exists()
 

@@ -77,11 +77,12 @@ def test_broken_array_names_file_and_record(tmp_path: Path, text: str, message: 
         next(reader)
 
 
-def test_bytes_that_are_not_utf8_stop_reading(tmp_path: Path) -> None:
+def test_a_line_that_is_not_utf8_is_a_bad_record_of_its_own(tmp_path: Path) -> None:
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(b'{"a": 1}\n{"b": "caf\xe9"}\n')
-    with pytest.raises(JSONStreamError, match=r"latin1\.jsonl: unreadable \(not UTF-8"):
-        list(iter_json_records(path))
+    path.write_bytes(b'{"a": 1}\n{"b": "caf\xe9"}\n{"c": 3}\n')
+    got = list(iter_json_records(path))
+    assert got[0] == (0, {"a": 1}) and got[2] == (2, {"c": 3})
+    assert got[1] == (1, BadJSON("line 2: not UTF-8 text (byte 0xe9 at byte 11)"))
 
 
 def test_a_corrupt_gzip_file(tmp_path: Path) -> None:

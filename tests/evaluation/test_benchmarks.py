@@ -85,7 +85,7 @@ def test_split_comes_from_the_file_name(benchmark, file_name, split, tmp_path, i
 
 def test_split_errors_say_what_to_do(tmp_path, image_root):
     unnamed = shutil.copy(FIXTURES / "refcoco_val.json", tmp_path / "refcoco.json")
-    with pytest.raises(ValueError, match="--split"):
+    with pytest.raises(ValueError, match="'split'"):
         load_benchmark("refcoco", unnamed, image_root=image_root)
     assert load_benchmark("refcoco", unnamed, image_root=image_root, split="testa").split == "testA"
     with pytest.raises(ValueError, match=r"holds refcoco \(by its file name\), not refcocog"):
@@ -95,7 +95,7 @@ def test_split_errors_say_what_to_do(tmp_path, image_root):
 
 
 def test_pixel_benchmarks_need_the_image_root():
-    with pytest.raises(ValueError, match="--image-root"):
+    with pytest.raises(ValueError, match="'image_root'"):
         load_benchmark("lisa", FIXTURES / "lisa_val.json")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,6 +116,46 @@ def test_resume_refuses_predictions_made_differently(reference, tiny_varied_mode
     out, _ = reference
     with pytest.raises(ResumeMismatchError, match="max_new_tokens"):
         run_evaluation(_config(tiny_varied_model_dir, synth_dir, out, max_new_tokens=NEW_TOKENS + 1))
+
+
+def _copy_run(out: Path, target: Path) -> Path:
+    shutil.copytree(out, target)
+    return target
+
+
+def test_resume_knows_the_model_by_its_files_not_its_path(
+    reference, tiny_model_dir, tiny_varied_model_dir, synth_dir, tmp_path
+):
+    out, _ = reference
+    model = tmp_path / "model"
+    shutil.copytree(tiny_varied_model_dir, model)
+    run = _copy_run(out, tmp_path / "run")
+    moved = run_evaluation(_config(model, synth_dir, run))  # the same model copied elsewhere
+    assert moved.generated == 0 and moved.skipped == 6
+
+    shutil.rmtree(model)
+    shutil.copytree(tiny_model_dir, model)  # another checkpoint put at the same path
+    with pytest.raises(ResumeMismatchError, match=r"model_identity.*not the one that made the predictions"):
+        run_evaluation(_config(model, synth_dir, run))
+    assert _responses(run) == _responses(out)  # nothing was added or lost
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda run: (run / "run.json").unlink(), "holds predictions but no run.json"),
+        (lambda run: (run / "run.json").write_text("{", encoding="utf-8"), "run.json: unreadable"),
+        (lambda run: (run / "run.json").write_text("[]", encoding="utf-8"), "not a univg eval run record"),
+    ],
+)
+def test_resume_refuses_predictions_of_an_unknown_model(
+    reference, tiny_varied_model_dir, synth_dir, tmp_path, damage, message
+):
+    run = _copy_run(reference[0], tmp_path / "run")
+    damage(run)
+    with pytest.raises(ResumeMismatchError if "no run.json" in message else ValueError, match=message):
+        run_evaluation(_config(tiny_varied_model_dir, synth_dir, run))
+    assert _responses(run) == _responses(reference[0])
 
 
 def test_a_request_that_cannot_run_is_recorded_and_retried(

@@ -149,7 +149,7 @@ def test_normalized_and_pixel_coordinates(image_root, tmp_path, write_prediction
 
 def test_pixel_coordinates_need_the_images(tmp_path, write_predictions):
     predictions = write_predictions(tmp_path / "p.jsonl", _records("mig-bench"))
-    with pytest.raises(ValueError, match="image root"):
+    with pytest.raises(ValueError, match="pass 'image_root' so the images can be measured"):
         score_file("mig-bench", FIXTURES / "MIG_data.json", predictions, coords="qwen25vl", write=False)
 
 
@@ -165,7 +165,7 @@ def test_error_lines_count_as_wrong_and_lose_to_answers(tmp_path, write_predicti
         {"id": "0", "response": "", "error": "prompt too long"},
         {"id": "1", "response": "", "error": "image unreadable"},
         {"id": "1", "response": RESPONSES[0]},
-        {"id": "1", "response": RESPONSES[1]},  # a later duplicate answer does not replace the first
+        {"id": "1", "response": RESPONSES[0]},  # the same answer twice counts once
     ]
     predictions = write_predictions(tmp_path / "p.jsonl", records)
     results = score_file(
@@ -176,6 +176,39 @@ def test_error_lines_count_as_wrong_and_lose_to_answers(tmp_path, write_predicti
     assert scores["problems"]["errors"] == {"0": "prompt too long"}
     assert scores["tasks"]["llmseg"]["miou"] == pytest.approx(100 / 6)  # sample 1 is exact, all else 0
     assert scores["missing"] == ["2", "4", "5", "6"]
+
+
+def test_two_different_answers_for_one_id_are_refused_naming_both_lines(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(
+        '{"id": "1", "response": "a"}\n{"id": "2", "response": "b"}\n{"id": 1, "response": "c"}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        PredictionsError, match=r"id '1' has two different answers, at .*p.jsonl line 1 and .*line 3"
+    ):
+        read_predictions(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"id": 3.0, "response": "a"}', "field 'id': must be a string or an integer, got float"),
+        ('{"id": true, "response": "a"}', "field 'id': must be a string or an integer, got bool"),
+        ('{"id": null, "response": "a"}', "field 'id': must be a string or an integer"),
+        ('{"id": "3"}', "field 'response': missing"),
+        ('{"id": "3", "response": 5}', "field 'response': must be a string"),
+        ("[1, 2]", "expected an object with an 'id'"),
+        ('{"id": "3", "response": "a"} {"x": 1}', "line 2"),
+    ],
+)
+def test_prediction_lines_that_would_score_wrongly_are_named(tmp_path, line, message):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "0", "response": "a"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(PredictionsError, match="line 2") as caught:
+        read_predictions(path)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
 
 
 def test_torn_last_line_is_tolerated_but_damage_elsewhere_is_not(tmp_path):

@@ -33,8 +33,25 @@ def test_loads_what_univg_model_tiny_writes(tmp_path, vocab, capsys):
 
 
 def test_cli_refuses_to_overwrite(tiny_model_dir, capsys):
-    assert main(["model", "tiny", "--out", str(tiny_model_dir)]) == 1
-    assert "--overwrite" in capsys.readouterr().err
+    assert main(["model", "tiny", "--out", str(tiny_model_dir)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"univg model tiny: {tiny_model_dir}: exists; pass --overwrite to replace it\n"
+    )
+
+
+def test_tiny_refuses_links_even_with_overwrite_and_a_full_disk_leaves_nothing(tmp_path, full_disk, capsys):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert main(["model", "tiny", "--out", str(tmp_path / "link"), "--overwrite"]) == 2
+    assert "is a symbolic link" in capsys.readouterr().err
+    assert not any((tmp_path / "real").iterdir())
+
+    before = {p.name for p in full_disk.iterdir()}
+    assert main(["model", "tiny", "--out", str(full_disk / "tiny")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the disk is full" in err[0]
+    assert {p.name for p in full_disk.iterdir()} == before  # no tiny, no .partial, no temporary
 
 
 def test_qwen25_checkpoints_write_pixel_boxes(tmp_path):
@@ -45,7 +62,7 @@ def test_qwen25_checkpoints_write_pixel_boxes(tmp_path):
 def test_dtype_is_applied(tiny_model_dir):
     assert load_model_and_processor(tiny_model_dir, dtype="bfloat16").model.dtype == torch.bfloat16
     assert load_model_and_processor(tiny_model_dir, dtype=torch.float32).model.dtype == torch.float32
-    with pytest.raises(ValueError, match="unknown dtype"):
+    with pytest.raises(ValueError, match="'dtype' 'float8' is not one of"):
         load_model_and_processor(tiny_model_dir, dtype="float8")
 
 

@@ -43,7 +43,7 @@ def test_refuses_to_overwrite_unless_asked(tiny_model_dir, tmp_path):
     target = tmp_path / "model"
     target.mkdir()
     (target / "keep.txt").write_text("user data")
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(ValueError, match="exists; pass 'overwrite' to replace it"):
         build_tiny_model(target)
     assert (target / "keep.txt").exists()
     build_tiny_model(target, overwrite=True)

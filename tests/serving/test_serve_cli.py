@@ -66,7 +66,9 @@ def test_univg_serve_answers_then_stops_cleanly(tiny_model_dir):
 
 def test_univg_serve_refuses_a_missing_key_variable_in_one_line(tiny_model_dir, capsys, monkeypatch):
     monkeypatch.delenv("UNIVG_SURELY_UNSET", raising=False)
-    assert main(["serve", "--model", str(tiny_model_dir), "--api-key-env", "UNIVG_SURELY_UNSET"]) == 1
+    assert (
+        main(["serve", "--model", str(tiny_model_dir), "--api-key-env", "UNIVG_SURELY_UNSET"]) == 2
+    )  # usage
     assert capsys.readouterr().err == (
         "univg serve: --api-key-env UNIVG_SURELY_UNSET: the environment variable UNIVG_SURELY_UNSET is not set or empty\n"
     )

@@ -267,8 +267,13 @@ def test_train_grpo_command_end_to_end(tiny_model_dir, synth_dir, tmp_path, caps
     assert code == 0
     assert "trained 1 steps" in capsys.readouterr().out
     assert (out / "model.safetensors").is_file() and (out / "processor_config.json").is_file()
-    with pytest.raises(FileNotFoundError, match="no checkpoint-N folder"):
-        main(["train", "grpo", "--config", str(recipe), "--output_dir", str(tmp_path / "none"), "--resume"])
+    capsys.readouterr()
+    resumed = ["train", "grpo", "--config", str(recipe), "--output_dir", str(tmp_path / "none"), "--resume"]
+    assert main(resumed) == 2
+    assert capsys.readouterr().err == (
+        f"univg train grpo: no checkpoint-N folder in {tmp_path / 'none'} to continue from; "
+        "drop --resume to start a new run\n"
+    )
 
 
 def test_pixel_coordinate_rows_carry_the_resized_target_size(synth_dir, tmp_path):

@@ -275,7 +275,11 @@ def test_overlong_conversations_are_dropped_counted_and_listed(tiny_model_dir, s
     assert {d.id for d in report.dropped} == too_long
     with caplog.at_level(logging.WARNING, logger="univg.training.sft"):
         trainer.train()  # every batch fits: no truncation, so image tokens and features always match
-    message = next(r.getMessage() for r in caplog.records if "longer than max_length" in r.getMessage())
+    message = next(
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "longer than max_length" in r.getMessage()
+    )
     assert message.startswith(f"{len(too_long)} of {len(lengths)} conversations")
     assert all(sample_id in message for sample_id in too_long)
     listed = json.loads((tmp_path / "run" / DROPPED_FILE).read_text())
@@ -344,7 +348,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tiny_model_di
 
 def test_resume_without_a_checkpoint_fails_fast(tmp_path):
     config = sft_config(Path("no-model"), [Path("no.jsonl")], tmp_path)
-    with pytest.raises(FileNotFoundError, match="no checkpoint-N folder"):
+    with pytest.raises(ValueError, match="no checkpoint-N folder"):
         train_sft(config, resume=True)
 
 

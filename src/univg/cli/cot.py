@@ -13,6 +13,9 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from univg.cli.options import command, fraction, non_negative_number, port, positive, positive_number
+from univg.core.errors import UnivgError
+
 if TYPE_CHECKING:
     from univg.cot.runner import GenerateSummary
 
@@ -28,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_review(cot)
     _register_teacher(cot)
     _register_prompts(cot)
-    parser.set_defaults(func=lambda _args: parser.print_help())
+    command(parser, lambda _args: parser.print_help())
 
 
 def _register_generate(cot: argparse._SubParsersAction) -> None:
@@ -56,28 +59,38 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
         help="environment variable holding the API key (default: send none, as vLLM and univg cot teacher need)",
     )
     parser.add_argument(
-        "--chains", type=int, default=3, metavar="N", help="chains per sample (default: %(default)s)"
+        "--chains", type=positive, default=3, metavar="N", help="chains per sample (default: %(default)s)"
     )
     parser.add_argument(
-        "--concurrency", type=int, default=8, metavar="C", help="samples in flight (default: %(default)s)"
+        "--concurrency",
+        type=positive,
+        default=8,
+        metavar="C",
+        help="samples in flight (default: %(default)s)",
     )
-    parser.add_argument("--rpm", type=float, metavar="R", help="at most R requests per minute, evenly spaced")
+    parser.add_argument(
+        "--rpm", type=positive_number, metavar="R", help="at most R requests per minute, evenly spaced"
+    )
     parser.add_argument(
         "--max-cost",
-        type=float,
+        type=non_negative_number,
         metavar="USD",
         help="stop before the total cost of OUT (all runs) could pass this; needs the prices",
     )
     parser.add_argument(
-        "--price-in", type=float, default=0.0, metavar="P", help="USD per million prompt tokens"
+        "--price-in", type=non_negative_number, default=0.0, metavar="P", help="USD per million prompt tokens"
     )
     parser.add_argument(
-        "--price-out", type=float, default=0.0, metavar="P", help="USD per million completion tokens"
+        "--price-out",
+        type=non_negative_number,
+        default=0.0,
+        metavar="P",
+        help="USD per million completion tokens",
     )
     parser.add_argument(
         "--image-root", metavar="DIR", help="folder image paths start from (default: the input's)"
     )
-    parser.add_argument("--limit", type=int, metavar="N", help="only the first N input samples")
+    parser.add_argument("--limit", type=positive, metavar="N", help="only the first N input samples")
     parser.add_argument(
         "--prompts", metavar="DIR", help="prompt templates (univg cot prompts --out DIR writes a copy)"
     )
@@ -89,19 +102,30 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--iou-threshold",
-        type=float,
+        type=fraction,
         default=DEFAULT_IOU_THRESHOLD,
         metavar="T",
         help="the kept chain's answer box must overlap the ground truth this much (default: %(default)s)",
     )
     parser.add_argument(
-        "--temperature", type=float, default=0.7, help="of chain requests (default: %(default)s)"
+        "--temperature",
+        type=non_negative_number,
+        default=0.7,
+        help="of chain requests (default: %(default)s)",
     )
     parser.add_argument(
-        "--max-tokens", type=int, default=1024, metavar="N", help="per chain reply (default: %(default)s)"
+        "--max-tokens",
+        type=positive,
+        default=1024,
+        metavar="N",
+        help="per chain reply (default: %(default)s)",
     )
     parser.add_argument(
-        "--judge-max-tokens", type=int, default=64, metavar="N", help="per judge reply (default: %(default)s)"
+        "--judge-max-tokens",
+        type=positive,
+        default=64,
+        metavar="N",
+        help="per judge reply (default: %(default)s)",
     )
     parser.add_argument(
         "--judge-text-only",
@@ -109,11 +133,15 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
         help="send the judge the chains without the images (cheaper)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=120.0, metavar="S", help="per request (default: %(default)s)"
+        "--timeout",
+        type=positive_number,
+        default=120.0,
+        metavar="S",
+        help="per request (default: %(default)s)",
     )
     parser.add_argument(
         "--max-attempts",
-        type=int,
+        type=positive,
         default=8,
         metavar="N",
         help="attempts per request through 429s, 5xx, time-outs and dropped connections (default: %(default)s)",
@@ -132,15 +160,14 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.set_defaults(func=run_generate)
+    command(parser, run_generate)
 
 
 def run_generate(args: argparse.Namespace) -> int:
     import logging
 
     from univg.cot.client import RetryPolicy, TeacherFatal
-    from univg.cot.prompts import PromptError
-    from univg.cot.runner import GenerateConfig, GenerateError, Generator
+    from univg.cot.runner import GenerateConfig, Generator
 
     reasons = None
     if args.retry_rejected is not None:
@@ -178,19 +205,23 @@ def run_generate(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         generator = Generator(config)
-    except (GenerateError, PromptError, ValueError) as exc:
+    except UnivgError:
+        raise  # cli.main says it in one line, with the flags spelled as typed
+    except ValueError as exc:
         print(f"univg cot generate: {exc}", file=sys.stderr)
         return 2
     for name in ("httpx", "httpx2"):  # one INFO line per request would bury the progress bar
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         summary = generator.run()
-    except (GenerateError, ValueError) as exc:  # ValueError: a ledger or output line that is not ours
-        print(f"univg cot generate: {exc}", file=sys.stderr)
-        return 2
     except TeacherFatal as exc:
         print(f"univg cot generate: the teacher refuses every request, stopped: {exc}", file=sys.stderr)
         return 1
+    except UnivgError:
+        raise
+    except ValueError as exc:  # a ledger or output line that is not ours
+        print(f"univg cot generate: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
@@ -239,32 +270,28 @@ def _register_review(cot: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--image-root", metavar="DIR", help="folder image paths start from (default: the input's)"
     )
-    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--force", dest="overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--json", action="store_true", help="print the --apply report as JSON")
-    parser.set_defaults(func=run_review)
+    command(parser, run_review)
 
 
 def run_review(args: argparse.Namespace) -> int:
-    from univg.cot.review import ReviewError, apply_decisions, write_review_page
+    from univg.cot.review import apply_decisions, write_review_page
 
-    try:
-        if args.sample is not None:
-            page = write_review_page(
-                args.input,
-                args.out,
-                share=args.sample,
-                seed=args.seed,
-                image_root=args.image_root,
-                overwrite=args.force,
-            )
-            print(
-                f"wrote {page.path}: {page.items} items to review ({', '.join(f'{t} {n}' for t, n in page.by_task.items())})"
-            )
-            return 0
-        report = apply_decisions(args.input, args.apply, args.out, overwrite=args.force)
-    except ReviewError as exc:
-        print(f"univg cot review: {exc}", file=sys.stderr)
-        return 2
+    if args.sample is not None:
+        page = write_review_page(
+            args.input,
+            args.out,
+            share=args.sample,
+            seed=args.seed,
+            image_root=args.image_root,
+            overwrite=args.overwrite,
+        )
+        print(
+            f"wrote {page.path}: {page.items} items to review ({', '.join(f'{t} {n}' for t, n in page.by_task.items())})"
+        )
+        return 0
+    report = apply_decisions(args.input, args.apply, args.out, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0
@@ -287,7 +314,7 @@ def _register_teacher(cot: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--samples", required=True, metavar="SAMPLES.jsonl", help="the samples it can answer for"
     )
-    parser.add_argument("--port", type=int, default=8765, help="(default: %(default)s)")
+    parser.add_argument("--port", type=port, default=8765, help="(default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s, loopback only)")
     parser.add_argument(
         "--image-root", metavar="DIR", help="folder image paths start from (default: the samples')"
@@ -297,10 +324,14 @@ def _register_teacher(cot: argparse._SubParsersAction) -> None:
         "--coords", choices=("qwen2vl", "normalized"), default="qwen2vl", help="(default: %(default)s)"
     )
     parser.add_argument(
-        "--latency-ms", type=float, default=0.0, metavar="MS", help="delay every reply, like a remote teacher"
+        "--latency-ms",
+        type=non_negative_number,
+        default=0.0,
+        metavar="MS",
+        help="delay every reply, like a remote teacher",
     )
     parser.add_argument("--request-log", metavar="FILE", help="append one JSON line per answered request")
-    parser.set_defaults(func=run_teacher)
+    command(parser, run_teacher)
 
 
 def run_teacher(args: argparse.Namespace) -> int:
@@ -348,18 +379,16 @@ def _register_prompts(cot: argparse._SubParsersAction) -> None:
         "prompts", help="copy the prompt templates to a folder to edit (then --prompts DIR)"
     )
     parser.add_argument("--out", required=True, metavar="DIR")
-    parser.add_argument("--force", action="store_true", help="replace the files if they exist")
-    parser.set_defaults(func=run_prompts)
+    parser.add_argument(
+        "--force", dest="overwrite", action="store_true", help="replace the files if they exist"
+    )
+    command(parser, run_prompts)
 
 
 def run_prompts(args: argparse.Namespace) -> int:
     from univg.cot.prompts import copy_prompts
 
-    try:
-        written = copy_prompts(args.out, overwrite=args.force)
-    except FileExistsError as exc:
-        print(f"univg cot prompts: {exc}", file=sys.stderr)
-        return 2
+    written = copy_prompts(args.out, overwrite=args.overwrite)
     for path in written:
         print(path)
     return 0

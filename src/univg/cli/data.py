@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from univg.cli.options import command
+
 DATA_COMMAND_MODULES: tuple[str, ...] = ("univg.cli.data_convert", "univg.cli.data_synth")
 
 
@@ -13,4 +15,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data_subparsers = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     for name in DATA_COMMAND_MODULES:
         importlib.import_module(name).register(data_subparsers)
-    parser.set_defaults(func=lambda _args: parser.print_help())
+    command(parser, lambda _args: parser.print_help())

@@ -8,20 +8,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from univg.cli.options import options_for
+from univg.cli.options import command, non_negative, options_for
 from univg.data.formats import FORMAT_NAMES
 
 _EPILOG = (
-    "Exit status: 0 when every record is valid, 1 when some are not (or the file cannot be read on), "
-    "2 on a usage error (unknown format, missing input, output exists without --force)."
+    "Exit status: 0 when every record is valid, 1 when some are not (or the file is empty or cannot be "
+    "read on), 2 on a usage error (unknown format, missing input, output exists without --force)."
 )
 
 
 def _max_listed(text: str) -> int | None:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (all) or more, got {value}")
-    return value or None
+    return non_negative(text) or None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +55,7 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
     )
     _add_common(validate)
-    validate.set_defaults(func=_validate)
+    command(validate, _validate)
 
     convert = data_subparsers.add_parser(
         "convert",
@@ -75,27 +72,37 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep image paths relative to --image-root instead of joining them to it",
     )
-    convert.set_defaults(func=_convert)
+    command(convert, _convert)
 
 
 def _progress_bar(args: argparse.Namespace) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
-    """A tqdm bar on stderr measuring bytes read, and the function that closes it."""
+    """A tqdm bar on stderr measuring bytes read (opened at the first progress, so a command that
+    fails at once prints only its error), and the function that closes it."""
     if args.no_progress:
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(desc=f"reading {args.format_name}", unit="B", unit_scale=True, file=sys.stderr, leave=False)
+    bars: list[Any] = []
 
     def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
+        if not bars:
+            bars.append(
+                tqdm(
+                    desc=f"reading {args.format_name}",
+                    unit="B",
+                    unit_scale=True,
+                    file=sys.stderr,
+                    leave=False,
+                )
+            )
+        bars[0].total = total
+        bars[0].update(done - bars[0].n)
 
-    return update, bar.close
+    def close() -> None:
+        for bar in bars:
+            bar.close()
 
-
-def _usage_error(message: str) -> int:
-    print(f"univg data: error: {message}", file=sys.stderr)
-    return 2
+    return update, close
 
 
 def _read_and_report(args: argparse.Namespace, action: Callable[..., Any]) -> int:
@@ -103,10 +110,6 @@ def _read_and_report(args: argparse.Namespace, action: Callable[..., Any]) -> in
     progress, close = _progress_bar(args)
     try:
         report = action(**options_for(action, args), progress=progress)
-    except (FileNotFoundError, IsADirectoryError) as exc:
-        return _usage_error(f"cannot read {args.path}: {exc.strerror or exc}")
-    except (FileExistsError, ValueError) as exc:
-        return _usage_error(str(exc))
     finally:
         close()
     print(json.dumps(report.to_json(), indent=2, ensure_ascii=False) if args.json else report.render())

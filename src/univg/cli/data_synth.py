@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from univg.cli.options import command
+
 
 def register(data_subparsers: argparse._SubParsersAction) -> None:
     from univg.data.synthetic.levels import DIFFICULTIES
@@ -61,12 +63,14 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--preview", action="store_true", help="also write a contact sheet per task to DIR/preview/"
     )
-    parser.set_defaults(func=run)
+    command(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from univg.data.files import check_output
     from univg.data.synthetic import SynthConfig, generate_dataset, parse_tasks
 
+    check_output(args.out, kind="folder", resumable=True, option="out")  # a file or link in the way: now
     try:
         config = SynthConfig(
             n=args.n,

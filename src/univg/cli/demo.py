@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from univg.cli.options import options_for, positive
+from univg.cli.options import command, options_for, positive
 
 
 def _run_options(parser: argparse.ArgumentParser, *, out: str, threads_help: str) -> None:
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="base checkpoint to start from (default: the shipped one; see `univg demo pretrain-base`)",
     )
-    parser.set_defaults(func=run)
+    command(parser, run)
     commands = parser.add_subparsers(dest="demo_command", metavar="COMMAND")
     pretrain = commands.add_parser(
         "pretrain-base",
@@ -93,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=PretrainConfig.batch_size,
         help="samples a step (default: %(default)s)",
     )
-    pretrain.set_defaults(func=run_pretrain)
+    command(pretrain, run_pretrain)
 
 
 def _phase(text: str) -> Any:
@@ -110,9 +110,13 @@ def _say(message: str) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    from univg.data.files import check_output
     from univg.demo.pretrain import PretrainConfig, pretrain_base
 
-    options = {**options_for(PretrainConfig, args), "out": Path(args.out)}
+    options = {
+        **options_for(PretrainConfig, args),
+        "out": check_output(args.out, kind="folder", resumable=True),
+    }
     if args.phase:
         options["phases"] = tuple(args.phase)
     config = PretrainConfig(**options)
@@ -128,13 +132,14 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from univg.data.files import check_output
     from univg.demo.assets import BASE_DIR
     from univg.demo.logs import logs_to_folder
     from univg.demo.pipeline import run_demo
     from univg.demo.report import terminal_summary
     from univg.evaluation.pages import REPORT_HTML, REPORT_MD, RESULTS_FILE
 
-    out = Path(args.out)
+    out = check_output(args.out, kind="folder", resumable=True)  # a file or link in the way: before any work
     with logs_to_folder(out / "logs") as log_file:
         results = run_demo(
             out,

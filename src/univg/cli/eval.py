@@ -8,7 +8,8 @@ import logging
 import sys
 from typing import Any
 
-from univg.cli.options import add_loading_options, options_for, positive
+from univg.cli.options import add_loading_options, command, non_negative, options_for, positive
+from univg.core.errors import UsageError
 
 _COORDS = ("qwen2vl", "qwen25vl", "normalized")
 
@@ -46,7 +47,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--examples",
-        type=int,
+        type=non_negative,
         default=RunConfig.examples,
         metavar="K",
         help="worst predictions per task drawn in report.html (default: %(default)s)",
@@ -112,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_loading_options(run, device_map_default="this process's device")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    run.set_defaults(func=run_command)
+    command(run, run_command)
 
     score = eval_subparsers.add_parser(
         "score",
@@ -135,8 +136,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--out", metavar="DIR", help="where the reports go (default: the predictions' folder)")
     score.add_argument("--label", help="the model's name in the reports")
     score.add_argument("--json", action="store_true", help="print the scores as JSON")
-    score.set_defaults(func=score_command)
-    parser.set_defaults(func=lambda _args: parser.print_help())
+    command(score, score_command)
+    command(parser, lambda _args: parser.print_help())
 
 
 def _summary(results: dict[str, Any]) -> str:
@@ -149,16 +150,16 @@ def _summary(results: dict[str, Any]) -> str:
         f"invalid ground truth excluded: {counts['invalid_gt']}; missing predictions (wrong): {counts['missing']}; "
         f"errors: {counts['errors']}; unreadable: {counts['unreadable']}"
     )
+    if counts["unknown_ids"]:
+        shown = ", ".join(repr(i) for i in results["unknown_ids"][:5]) + (
+            ", ..." if counts["unknown_ids"] > 5 else ""
+        )
+        lines.append(f"predictions for ids not in the data (ignored): {counts['unknown_ids']} ({shown})")
+    if counts["duplicate_lines"]:
+        lines.append(
+            f"repeated lines (an error retried, or the same answer twice): {counts['duplicate_lines']}"
+        )
     return "\n".join(lines)
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from univg.data.images import ImageLoadError
-    from univg.evaluation.predictions import PredictionsError
-    from univg.inference.endpoint import EndpointError
-    from univg.models.loading import ModelLoadError
-
-    return (ModelLoadError, ImageLoadError, PredictionsError, EndpointError, FileNotFoundError, ValueError)
 
 
 def _endpoint_problem(args: argparse.Namespace) -> str | None:
@@ -185,19 +186,14 @@ def run_command(args: argparse.Namespace) -> int:
 
     problem = _endpoint_problem(args)
     if problem is not None:
-        print(f"univg eval run: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(problem)
     if args.endpoint:  # the openai client's HTTP library logs every request at INFO
         for name in ("httpx", "httpx2"):
             logging.getLogger(name).setLevel(logging.WARNING)
     options = options_for(RunConfig, args)
     if args.endpoint:
         options["model"] = args.endpoint_model  # the endpoint serves the model by this name
-    try:
-        outcome = run_evaluation(RunConfig(**options))
-    except _errors() as exc:
-        print(f"univg eval run: {exc}", file=sys.stderr)
-        return 1
+    outcome = run_evaluation(RunConfig(**options))
     if outcome.results is None:
         return 0
     print(
@@ -214,11 +210,7 @@ def run_command(args: argparse.Namespace) -> int:
 def score_command(args: argparse.Namespace) -> int:
     from univg.evaluation import score_file
 
-    try:
-        outcome = score_file(**options_for(score_file, args))
-    except _errors() as exc:
-        print(f"univg eval score: {exc}", file=sys.stderr)
-        return 1
+    outcome = score_file(**options_for(score_file, args))
     assert outcome.results is not None
     if args.json:
         print(json.dumps(outcome.results, indent=2, ensure_ascii=False))

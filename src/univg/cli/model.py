@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+
+from univg.cli.options import command
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,21 +31,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="architecture: qwen2_vl writes boxes in 0..1000, qwen2_5_vl in pixels (default: %(default)s)",
     )
     tiny.add_argument("--overwrite", action="store_true", help="replace an existing directory")
-    tiny.set_defaults(func=run_tiny)
-    parser.set_defaults(func=lambda _args: parser.print_help())
+    command(tiny, run_tiny)
+    command(parser, lambda _args: parser.print_help())
 
 
 def run_tiny(args: argparse.Namespace) -> int:
     from univg.models.tiny import build_tiny_model, parameter_count
 
     start = time.perf_counter()
-    try:
-        path = build_tiny_model(
-            args.out, vocab=args.vocab, seed=args.seed, family=args.family, overwrite=args.overwrite
-        )
-    except FileExistsError as exc:
-        print(f"error: {exc} (pass --overwrite to replace it)", file=sys.stderr)
-        return 1
+    path = build_tiny_model(
+        args.out, vocab=args.vocab, seed=args.seed, family=args.family, overwrite=args.overwrite
+    )
     elapsed = time.perf_counter() - start
     print(
         f"wrote a tiny {args.family} checkpoint ({args.vocab} vocabulary, "

@@ -1,24 +1,118 @@
-"""What several commands share: option types, the model-loading options, and handing parsed options to
-the library by name, so no command copies fields by hand."""
+"""What several commands share: the parser class, registering a command, option types, the
+model-loading options, and handing parsed options to the library by name, so no command copies
+fields by hand."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
+from univg.core.errors import EXIT_USAGE
 from univg.core.resize import DEFAULT_MAX_PIXELS
 
 # As univg.models.loading.DTYPES (not imported here: that module loads transformers, and --help must not).
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse's parser with univg's error style: one line, the command, what is wrong, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USAGE)
+
+    def flag(self, dest: str) -> str:
+        """The flag a user types for the option stored in `dest` (its long form)."""
+        for action in self._actions:
+            if action.dest == dest and action.option_strings:
+                return max(action.option_strings, key=len)
+        return "--" + dest.replace("_", "-")
+
+
+def command(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int | None]) -> None:
+    """Make `handler` run for this (sub)command; its errors are spelled with this parser's flags."""
+    parser.set_defaults(func=handler, command_parser=parser)
+
+
+def flag_speller(parser: argparse.ArgumentParser) -> Callable[[str], str]:
+    """How a library option name reads on this command line: the flag that sets it."""
+    flag = getattr(parser, "flag", None)
+    return flag if flag is not None else lambda dest: "--" + dest.replace("_", "-")
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def positive(text: str) -> int:
     """An argparse type: an integer of at least 1."""
-    value = int(text)
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    """An argparse type: a finite number of at least 0."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number in (0, 1], such as a top-p."""
+    value = _number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {value}")
     return value
 
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from univg.cli.options import add_loading_options, options_for, positive
+from univg.cli.options import (
+    add_loading_options,
+    command,
+    options_for,
+    positive,
+    positive_number,
+    probability,
+)
+from univg.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from univg.inference.predictor import Prediction
+    from univg.inference.predictor import Prediction, Request
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,10 +37,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--image", action="append", help="an image path; repeat for several images, in order")
     source.add_argument("--video", help="a video file or a folder of frames")
     parser.add_argument(
-        "--frames", type=int, default=6, help="frames sampled from --video (default: %(default)s)"
+        "--frames", type=positive, default=6, help="frames sampled from --video (default: %(default)s)"
     )
     parser.add_argument("--question", required=True, help="the grounding instruction")
-    parser.add_argument("--draw", metavar="OUT.png", help="draw the box on the target image and save it here")
+    parser.add_argument(
+        "--draw",
+        metavar="OUT.png",
+        help="draw the box on the target image and save it here (replaced if it exists)",
+    )
     parser.add_argument("--json", action="store_true", help="print the whole prediction as JSON")
     parser.add_argument(
         "--plain",
@@ -42,34 +55,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sample", dest="do_sample", action="store_true", help="sample instead of greedy decoding"
     )
-    parser.add_argument("--temperature", type=float, default=1.0, help="with --sample (default: %(default)s)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="with --sample (default: %(default)s)")
+    parser.add_argument(
+        "--temperature", type=positive_number, default=1.0, help="with --sample (default: %(default)s)"
+    )
+    parser.add_argument("--top-p", type=probability, default=1.0, help="with --sample (default: %(default)s)")
     parser.add_argument("--seed", type=int, help="random seed for --sample")
     add_loading_options(parser, device_map_default="load on the CPU")
-    parser.set_defaults(func=run)
+    command(parser, run)
+
+
+def _check_request(args: argparse.Namespace) -> Request:
+    """The request, checked before any model loads: the question, every image decoded, the video
+    there, the drawing's target writable (fail fast: loading a 7B model takes a while)."""
+    from univg.core.text import unencodable
+    from univg.data.files import check_input, check_output
+    from univg.data.images import load_image, load_video_frames
+    from univg.inference.draw import drawing_format
+    from univg.inference.predictor import Request
+
+    if not args.question.strip():
+        raise UsageError("{option} is empty", option="question")
+    if (problem := unencodable(args.question)) is not None:
+        raise UsageError(f"{{option}} {problem} (not valid UTF-8 text)", option="question")
+    for image in args.image or ():
+        load_image(check_input(image, option="image"), max_pixels=args.max_pixels)
+    if args.video is not None:  # decoded once here too: an unreadable video must not wait for the model
+        check_input(args.video, kind="folder" if Path(args.video).is_dir() else "file", option="video")
+        load_video_frames(args.video, args.frames, max_pixels=args.max_pixels)
+    if args.draw:
+        drawing_format(check_output(args.draw, force=True))
+    return Request(
+        question=args.question, images=args.image or (), video=args.video, num_frames=args.frames, id="cli"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from univg.data.images import ImageLoadError
-    from univg.inference.draw import draw_prediction
-    from univg.inference.predictor import GenerationOptions, Predictor, PromptTooLongError, Request
-    from univg.models.loading import ModelLoadError, load_model_and_processor
+    from univg.inference.draw import NothingToDrawError, draw_prediction
+    from univg.inference.predictor import GenerationOptions, Predictor
+    from univg.models.loading import load_model_and_processor
 
+    request = _check_request(args)
     generation = GenerationOptions(**options_for(GenerationOptions, args))
-    request = Request(
-        question=args.question, images=args.image or (), video=args.video, num_frames=args.frames, id="cli"
+    predictor = Predictor(
+        load_model_and_processor(args.model, **options_for(load_model_and_processor, args)),
+        batch_size=1,
+        generation=generation,
+        style="plain" if args.plain else "univg",
     )
-    try:
-        predictor = Predictor(
-            load_model_and_processor(args.model, **options_for(load_model_and_processor, args)),
-            batch_size=1,
-            generation=generation,
-            style="plain" if args.plain else "univg",
-        )
-        prediction = predictor.predict_one(request)
-    except (ModelLoadError, ImageLoadError, PromptTooLongError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    prediction = predictor.predict_one(request)
 
     if args.json:
         print(json.dumps(prediction.to_json(), ensure_ascii=False, indent=2))
@@ -80,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.draw:
         try:
             path = draw_prediction(prediction, args.draw)
-        except (ValueError, ImageLoadError) as exc:
+        except (NothingToDrawError, ImageLoadError) as exc:
             print(f"not drawn: {exc}", file=sys.stderr)
             return 0
         print(f"drew the box on {prediction.images[prediction.target_image]} -> {path}", file=sys.stderr)

@@ -9,7 +9,16 @@ import os
 import sys
 from pathlib import Path
 
-from univg.cli.options import add_loading_options, options_for, positive
+from univg.cli.options import (
+    add_loading_options,
+    command,
+    non_negative_number,
+    options_for,
+    port,
+    positive,
+    positive_number,
+)
+from univg.core.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", required=True, help="checkpoint directory, LoRA adapter directory or hub id"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument("--port", type=port, default=8000, help="default: %(default)s")
     parser.add_argument(
         "--served-model-name",
         help="the name clients send as 'model' (default: a directory's name, or the hub id)",
@@ -40,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-wait-ms",
-        type=float,
+        type=non_negative_number,
         default=10.0,
         help="how long a request waits for others to batch with (default: %(default)s)",
     )
@@ -83,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-body-mb",
-        type=float,
+        type=positive_number,
         default=defaults.max_body_bytes / 2**20,
         help="largest request body in MiB (default: %(default)s)",
     )
@@ -99,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("debug", "info", "warning", "error"),
         help="uvicorn's log level; info logs every request (default: %(default)s)",
     )
-    parser.set_defaults(func=run)
+    command(parser, run)
 
 
 def _api_key(variable: str | None) -> str | None:
@@ -107,7 +116,10 @@ def _api_key(variable: str | None) -> str | None:
         return None
     key = os.environ.get(variable, "")
     if not key:
-        raise ValueError(f"--api-key-env {variable}: the environment variable {variable} is not set or empty")
+        raise UsageError(
+            f"{{option}} {variable}: the environment variable {variable} is not set or empty",
+            option="api_key_env",
+        )
     return key
 
 
@@ -115,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from univg.inference.predictor import Predictor
-    from univg.models.loading import ModelLoadError, load_model_and_processor
+    from univg.models.loading import load_model_and_processor
     from univg.serving.app import base_url, create_app, listen_socket
     from univg.serving.config import Limits, ServeConfig
 
@@ -137,9 +149,10 @@ def run(args: argparse.Namespace) -> int:
                 default_max_tokens=min(Limits().default_max_tokens, args.max_tokens),
             ),
         )
-    except ValueError as exc:
-        print(f"univg serve: {exc}", file=sys.stderr)
-        return 1
+    except UsageError:
+        raise
+    except ValueError as exc:  # a limit the server's config refuses
+        raise UsageError(str(exc)) from None
     try:
         sock = listen_socket(args.host, args.port)
     except OSError as exc:
@@ -149,10 +162,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         loaded = load_model_and_processor(args.model, **options_for(load_model_and_processor, args))
-    except (ModelLoadError, ValueError, OSError) as exc:
+    except BaseException:  # cli.main says what went wrong; the port is free again first
         sock.close()
-        print(f"univg serve: {exc}", file=sys.stderr)
-        return 1
+        raise
     if args.threads is not None:
         import torch
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from univg.cli.options import CommandParser, command
+
 
 @dataclass(frozen=True)
 class TrainStage:
@@ -51,12 +53,16 @@ STAGES: tuple[TrainStage, ...] = (
 )
 
 
-class RecipeArgumentParser(argparse.ArgumentParser):
+class RecipeArgumentParser(CommandParser):
     """Keeps every option it does not declare (the recipe overrides) in `overrides`, in order.
 
     argparse cannot collect unknown `--options` into a positional (a REMAINDER that starts with an
-    option is rejected), and the overrides can be any field of the config.
+    option is rejected), and the overrides can be any field of the config. A config field is set as
+    ``--field_name``, which is how errors name it too.
     """
+
+    def flag(self, dest: str) -> str:
+        return super().flag(dest) if dest in ("config", "resume") else f"--{dest}"
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -94,12 +100,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train stage 1 (sft) or stage 2 (grpo)")
     stages = parser.add_subparsers(dest="train_command", metavar="STAGE", parser_class=RecipeArgumentParser)
     for stage in STAGES:
-        command = stages.add_parser(
+        stage_parser = stages.add_parser(
             stage.name, help=stage.help, description=stage.description, epilog=f"example: {stage.example}"
         )
-        command.add_argument("--config", metavar="RECIPE.yaml", help="YAML recipe with the config fields")
-        command.add_argument(
+        stage_parser.add_argument(
+            "--config", metavar="RECIPE.yaml", help="YAML recipe with the config fields"
+        )
+        stage_parser.add_argument(
             "--resume", action="store_true", help="continue from the last checkpoint in output_dir"
         )
-        command.set_defaults(func=run, stage=stage)
-    parser.set_defaults(func=lambda _args: parser.print_help())
+        stage_parser.set_defaults(stage=stage)
+        command(stage_parser, run)
+    command(parser, lambda _args: parser.print_help())

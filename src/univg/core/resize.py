@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import math
 
+from univg.core.errors import UsageError
+
 PATCH_FACTOR = 28
 DEFAULT_MIN_PIXELS = 56 * 56
 # The paper's training setting (and the official training scripts); the processor's own default is
 # 14 * 14 * 4 * 1280 = 1,003,520 and the official zero-shot scripts used 640,000.
 DEFAULT_MAX_PIXELS = 401_408
 MAX_ASPECT_RATIO = 200
+
+
+def check_pixel_budget(min_pixels: int, max_pixels: int) -> None:
+    """A `UsageError` naming the option unless 1 <= min_pixels <= max_pixels."""
+    if min_pixels < 1:
+        raise UsageError(f"{{option}} must be at least 1, got {min_pixels}", option="min_pixels")
+    if max_pixels < min_pixels:
+        raise UsageError(
+            f"{{option}} must be at least min_pixels ({min_pixels}), got {max_pixels}", option="max_pixels"
+        )
 
 
 def smart_resize(
@@ -25,6 +37,7 @@ def smart_resize(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[int, int]:
     """The (height, width) Qwen2-VL's processor resizes an image of `height` x `width` to."""
+    check_pixel_budget(min_pixels, max_pixels)
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     ratio = max(height, width) / min(height, width)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from univg.cot.files import AppendLog, drop_cut_last_line
+from univg.data.files import AppendLog, repair_tail
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class Ledger:
         self.path = Path(path)
         self.totals = LedgerTotals()
         self._reusable: dict[tuple[str, int, str], dict[tuple[str, int], PaidReply]] = {}
-        if drop_cut_last_line(self.path):
+        if repair_tail(self.path):
             logger.warning("%s: dropped a reply cut short by an interrupted run", self.path)
         if self.path.exists():
             with self.path.open(encoding="utf-8") as handle:

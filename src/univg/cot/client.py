@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from univg.core.errors import UnivgError
 from univg.cot.request import Messages
 
 # Every retry is logged here, at INFO: `univg cot generate` sends this logger to OUT.log only (a storm of
@@ -64,7 +65,7 @@ class RequestRefused(Exception):
         self.detail = detail
 
 
-class TeacherFatal(Exception):
+class TeacherFatal(UnivgError):
     """Every request would fail (bad key, no such model or URL, no quota): the run stops."""
 
 

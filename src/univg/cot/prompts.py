@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from pathlib import Path
 import yaml
 
 from univg.core.boxes import CoordSystem
+from univg.core.errors import EXIT_USAGE, UnivgError
+from univg.data.files import check_output, write_bytes_atomic
 from univg.data.prompts import format_box
 from univg.data.schema import GroundingSample
 
@@ -44,8 +45,10 @@ COORDS_HINTS = {
 TEACHER_COORDS = tuple(system.value for system in COORDS_HINTS)
 
 
-class PromptError(ValueError):
+class PromptError(UnivgError, ValueError):
     """A prompt set that cannot be used; the message names the file and what is wrong."""
+
+    exit_code = EXIT_USAGE
 
 
 def default_prompts_dir() -> Path:
@@ -163,14 +166,14 @@ class PromptSet:
 
 def copy_prompts(out: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
     """Write the shipped templates to `out` for editing; refuses to replace files unless `overwrite`."""
-    target = Path(out)
-    existing = [name for name in TEMPLATE_FILES if (target / name).exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{target} already holds {', '.join(existing)}; pass --force to replace them")
-    target.mkdir(parents=True, exist_ok=True)
+    target = check_output(out, kind="folder", resumable=True, option="out")
+    for name in TEMPLATE_FILES:
+        check_output(
+            target / name, force=overwrite, option="overwrite"
+        )  # refuses links and devices, and files unless overwrite
     source = default_prompts_dir()
     written = []
     for name in TEMPLATE_FILES:
-        shutil.copyfile(source / name, target / name)
+        write_bytes_atomic(target / name, (source / name).read_bytes())
         written.append(target / name)
     return written

@@ -22,8 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from univg.cot.files import write_jsonl_atomic, write_text_atomic
+from univg.core.errors import EXIT_USAGE, UnivgError
 from univg.cot.request import image_data_url
+from univg.data.files import check_output, write_jsonl_atomic, write_text_atomic
 from univg.data.images import ImageLoadError
 from univg.data.schema import REJECTED, STATUS_FIELD, VERIFIED, SampleError, read_records, resolve_image
 
@@ -32,14 +33,17 @@ REVIEW_REASON = "review"
 ACCEPT, REJECT = "accept", "reject"
 
 
-class ReviewError(ValueError):
+class ReviewError(UnivgError, ValueError):
     """Input or decisions that cannot be used; the message names the file and what is wrong."""
+
+    exit_code = EXIT_USAGE
 
 
 def _read_lines_for(source: Path, target: Path, overwrite: bool) -> list[dict[str, Any]]:
     """The lines of `source`, once writing `target` is allowed (it does not exist, or `overwrite`)."""
-    if target.exists() and not overwrite:
-        raise ReviewError(f"{target} exists; pass --force to replace it")
+    check_output(
+        target, force=overwrite, option="overwrite"
+    )  # links and devices are refused even with overwrite
     return _read_lines(source)
 
 

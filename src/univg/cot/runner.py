@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from univg.core.boxes import CoordSystem
+from univg.core.errors import EXIT_USAGE, UnivgError
 from univg.cot.accounting import Budget, BudgetExhausted, Ledger, PaidReply, Prices
 from univg.cot.client import (
     RequestRefused,
@@ -43,11 +44,18 @@ from univg.cot.client import (
     TeacherUnavailable,
     retry_logger,
 )
-from univg.cot.files import AppendLog, drop_cut_last_line, write_jsonl_atomic, write_text_atomic
 from univg.cot.judge import JUDGE_UNPARSEABLE, parse_choice
 from univg.cot.prompts import TEACHER_COORDS, PromptSet
 from univg.cot.request import chat_messages, image_data_url
 from univg.cot.verify import DEFAULT_IOU_THRESHOLD, verify_response
+from univg.data.files import (
+    AppendLog,
+    check_input,
+    check_output,
+    repair_tail,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 from univg.data.images import ImageLoadError
 from univg.data.schema import (
     REJECTED,
@@ -55,7 +63,6 @@ from univg.data.schema import (
     VERIFIED,
     GroundingSample,
     SampleError,
-    read_jsonl,
     read_records,
     resolve_image,
 )
@@ -87,8 +94,10 @@ IMAGE_ROOT_PROBE = 20  # samples checked for their images before the first reque
 REFUSED_IN_A_ROW = 10
 
 
-class GenerateError(ValueError):
+class GenerateError(UnivgError, ValueError):
     """Input, output or settings that a run cannot start with; the message says what to change."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass
@@ -256,35 +265,44 @@ def request_seed(sample_id: str, attempt: int, index: int) -> int:
 
 
 def read_input(config: GenerateConfig) -> list[GroundingSample]:
-    """The input samples (first `limit`), checked: a bad record or a repeated id is a `GenerateError`."""
-    path = Path(config.input)
-    if not path.is_file():
-        raise GenerateError(
-            f"{path}: no such input file (canonical JSONL: univg data convert or univg data synth)"
-        )
+    """The input samples (first `limit`), checked: a bad record or a repeated id is a `SampleError`
+    naming its line (bad data: exit status 1), a missing file a `UsageError`."""
+    path = check_input(config.input, option="input")  # canonical JSONL: univg data convert or synth
     samples: list[GroundingSample] = []
     seen: dict[str, int] = {}
-    try:
-        for number, sample in enumerate(read_jsonl(path), start=1):
-            if config.limit is not None and len(samples) >= config.limit:
-                break
-            problem = sample.problem()
-            if problem is not None:
-                raise GenerateError(f"{path}: sample {sample.id}: field {problem[0]!r}: {problem[1]}")
-            if sample.id in seen:
-                raise GenerateError(
-                    f"{path}: id {sample.id!r} repeats (samples {seen[sample.id]} and {number})"
-                )
-            seen[sample.id] = number
-            samples.append(sample)
-    except SampleError as exc:
-        raise GenerateError(str(exc)) from None
+    for number, record in read_records(path):
+        if config.limit is not None and len(samples) >= config.limit:
+            break
+        sample = GroundingSample.from_json(record, path=str(path), index=f"line {number}")
+        problem = sample.problem()
+        if problem is not None:
+            raise SampleError(
+                f"{problem[1]} (sample {sample.id})",
+                path=path,
+                record=f"line {number}",
+                field_name=problem[0],
+            )
+        if sample.id in seen:
+            raise SampleError(
+                f"{sample.id!r} repeats the id of line {seen[sample.id]}",
+                path=path,
+                record=f"line {number}",
+                field_name="id",
+            )
+        seen[sample.id] = number
+        samples.append(sample)
     return samples
+
+
+def _path_from(folder: Path, image: Path) -> str:
+    """`image` relative to `folder` when it lies inside it, else absolute."""
+    absolute = image.resolve()
+    return str(absolute.relative_to(folder)) if absolute.is_relative_to(folder) else str(absolute)
 
 
 def read_output(path: Path) -> dict[str, dict[str, Any]]:
     """The finished lines of an output file by id (a line cut by a kill is dropped first)."""
-    if drop_cut_last_line(path):
+    if repair_tail(path):
         logger.warning("%s: dropped a last line cut short by an interrupted run", path)
     if not path.exists():
         return {}
@@ -307,7 +325,7 @@ def _count_attempts(path: Path) -> Counter[str]:
     """How many times each id was retried: one archived line per retry."""
     attempts: Counter[str] = Counter()
     if path.exists():
-        drop_cut_last_line(path)
+        repair_tail(path)
         for _, record in read_records(path):
             attempts[str(record.get("id"))] += 1
     return attempts
@@ -318,7 +336,7 @@ class Generator:
 
     def __init__(self, config: GenerateConfig) -> None:
         self.config = config
-        self.out = Path(config.out)
+        self.out = check_output(config.out, resumable=True, option="out")  # appended to: a rerun resumes
         self.prompts = PromptSet.load(config.prompts)
         self.coords = CoordSystem.parse(config.coords)
         self.samples = read_input(config)
@@ -569,12 +587,12 @@ class Generator:
         generation: dict[str, Any] | None = None,
         cot: str | None = None,
     ) -> dict[str, Any]:
-        """An output line: the sample (image paths relative to the output's folder) with its status."""
+        """An output line: the sample with its status; image paths are relative to the output's folder
+        when the images are inside it, else absolute (a path climbing out with ``..`` would be refused
+        by every reader of the output: `resolve_image`)."""
         folder = self.out.resolve().parent
         images = [
-            path
-            if Path(path).is_absolute()
-            else os.path.relpath(resolve_image(path, self.image_root).resolve(), folder)
+            path if Path(path).is_absolute() else _path_from(folder, resolve_image(path, self.image_root))
             for path in sample.images
         ]
         extra = {

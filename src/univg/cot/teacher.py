@@ -24,8 +24,8 @@ from typing import Any
 from univg.core.boxes import CoordSystem, iou
 from univg.core.resize import image_token_count
 from univg.core.rewards import read_box
-from univg.cot.files import AppendLog
 from univg.cot.request import decode_data_url
+from univg.data.files import AppendLog
 from univg.data.images import probe_image
 from univg.data.prompts import format_box
 from univg.data.schema import GroundingSample, read_jsonl, resolve_image

@@ -7,6 +7,7 @@ and reading never stops at the first one.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,8 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from univg.core.errors import UsageError
+from univg.core.text import unencodable
+from univg.data.files import check_input, check_output
 from univg.data.formats import FORMAT_NAMES, get_format
 from univg.data.formats.base import (
+    BAD_FIELD,
     INVALID_RECORD,
     PROBLEM_KINDS,
     ImageInspector,
@@ -143,9 +148,13 @@ def read_samples(
     """
     spec = get_format(format_name)
     root = Path(image_root) if image_root is not None else None
+    if root is not None:
+        check_input(root, kind="folder", option="image_root")
     inspector = ImageInspector(ReadOptions(image_root=root, decode_images=decode_images))
     records = JsonRecords(path)
     source = str(path)
+    seen_ids: dict[str, int] | None = {} if spec.own_ids else None  # positions are unique already
+    index = -1
     try:
         for index, raw in records:
             ctx = RecordContext(index, inspector, source, spec.name)
@@ -155,6 +164,7 @@ def read_samples(
             else:
                 record = ctx.record(raw)
             samples = spec.read(record, ctx) if record is not None else []
+            samples = _checked_samples(samples, ctx, seen_ids)
             if report is not None:
                 report.records += 1
                 if ctx.ok:
@@ -172,12 +182,48 @@ def read_samples(
                     if not relative_paths:
                         _absolute_images(sample, root)
                 yield sample
+        if index < 0:
+            raise JSONStreamError("holds no records (an empty file or an empty array)", path=source)
     except JSONStreamError as exc:
         if report is not None:
             report.fatal = str(exc)
         raise
     if progress is not None:
         progress(records.total_bytes, records.total_bytes)
+
+
+def _checked_samples(
+    samples: list[GroundingSample], ctx: RecordContext, seen_ids: dict[str, int] | None
+) -> list[GroundingSample]:
+    """What every format's samples must also be: ids unique in the file, text that can be written.
+
+    A record whose samples fail either gets the problem and gives no sample, so what `validate`
+    accepts is exactly what `convert` writes.
+    """
+    for sample in samples:
+        if seen_ids is not None and sample.id in seen_ids:
+            ctx.add(BAD_FIELD, "id", f"{sample.id!r} is already the id of record {seen_ids[sample.id]}")
+        problem = _unwritable_field(sample)
+        if problem is not None:
+            ctx.add(BAD_FIELD, *problem)
+    if not ctx.ok:
+        return []
+    if seen_ids is not None:
+        seen_ids.update(dict.fromkeys((sample.id for sample in samples), ctx.index))
+    return samples
+
+
+def _unwritable_field(sample: GroundingSample) -> tuple[str, str] | None:
+    """(field, why) for the first field whose text cannot be written as UTF-8, or None."""
+    record = sample.to_json()
+    if unencodable(json.dumps(record, ensure_ascii=False)) is None:
+        return None
+    for name, value in record.items():
+        # A text field is checked as itself, so the position counts its own characters.
+        problem = unencodable(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+        if problem is not None:
+            return name, problem
+    return None
 
 
 def validate_file(
@@ -225,15 +271,16 @@ def convert_file(
     writes nothing and sets `report.fatal`.
     """
     spec = get_format(format_name)
-    target = Path(out)
     if spec.needs_images and image_root is None:
-        raise ValueError(
-            f"format {spec.name} needs the images (pixel boxes or frame folders): give image_root"
+        raise UsageError(
+            f"format {spec.name} gives pixel boxes or frame folders, so converting it needs the images",
+            option="image_root",
+            hint="pass {option}, the folder its image paths are relative to",
         )
-    if target.exists() and not force:
-        raise FileExistsError(f"{target} exists; pass force=True (--force) to overwrite it")
-    if target.resolve() == Path(path).resolve():
-        raise ValueError(f"output {target} is the input file")
+    source = check_input(path)
+    target = check_output(out, force=force)
+    if target.exists() and target.resolve() == source.resolve():
+        raise UsageError("is the input file; write the output elsewhere", path=target)
     report = Report(format_name, str(path), images_checked=image_root is not None, max_listed=max_listed)
     samples = read_samples(
         format_name,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,14 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, resized_size, smart_resize
+from univg.core.errors import UnivgError
+from univg.core.resize import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    check_pixel_budget,
+    resized_size,
+    smart_resize,
+)
 
 if TYPE_CHECKING:
     from univg.data.schema import GroundingSample
@@ -34,17 +42,21 @@ UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 VIDEO_TARGET_FRAME = 2
 FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
+# `_open_source` refuses an image over its pixel limit from the header, before decoding; Pillow's own
+# warning about the same images would only repeat that, as a raw library warning on the terminal.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 EXIF_ORIENTATION = 0x0112
 TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # rotations by 90 degrees: width and height swap
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(UnivgError, ValueError):
     """An image or video that cannot be used; the message names the file and what is wrong."""
 
     def __init__(self, path: str, reason: str) -> None:
-        self.path = path
         self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        super().__init__(reason, path=path)
+        self.path: str = str(path)
 
 
 class MissingImageError(ImageLoadError):
@@ -148,6 +160,7 @@ def prepare_image(
 ) -> LoadedImage:
     """Orient, convert to RGB and `smart_resize` an already decoded image."""
     name = path if path is not None else _source_name(image)
+    check_pixel_budget(min_pixels, max_pixels)  # a wrong setting is not the image's fault
     try:
         oriented = ImageOps.exif_transpose(image)  # always a new image: the caller's is never changed
     except (OSError, ValueError, SyntaxError) as exc:

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from univg.core.boxes import box_problem
+from univg.core.errors import UnivgError
+from univg.data.files import atomic_write, check_input
+from univg.data.jsonstream import JSONLineError, parse_json_line
 
 REQUIRED_FIELDS = ("id", "task", "source", "images", "question", "target_image", "box")
 # Lines written by `univg cot generate` carry a status: "verified" (a checked chain) or "rejected".
@@ -22,7 +25,7 @@ VERIFIED = "verified"
 REJECTED = "rejected"
 
 
-class SampleError(ValueError):
+class SampleError(UnivgError, ValueError):
     """A record that cannot be a grounding sample; the message names file, record and field."""
 
     def __init__(
@@ -32,19 +35,12 @@ class SampleError(ValueError):
         path: str | os.PathLike[str] | None = None,
         record: int | str | None = None,
         field_name: str | None = None,
+        option: str | None = None,
+        hint: str | None = None,
     ) -> None:
-        self.path = str(path) if path is not None else None
-        self.record = record
         self.field_name = field_name
         self.reason = message
-        where = []
-        if self.path is not None:
-            where.append(self.path)
-        if record is not None:
-            where.append(f"record {record}")
-        if field_name is not None:
-            where.append(f"field {field_name!r}")
-        super().__init__(f"{': '.join(where)}: {message}" if where else message)
+        super().__init__(message, path=path, record=record, field=field_name, option=option, hint=hint)
 
 
 @dataclass
@@ -104,7 +100,9 @@ class GroundingSample:
         return record
 
     @classmethod
-    def from_json(cls, record: Any, *, path: str | None = None, index: int | None = None) -> GroundingSample:
+    def from_json(
+        cls, record: Any, *, path: str | None = None, index: int | str | None = None
+    ) -> GroundingSample:
         """Build from a canonical record; a missing or mistyped field raises `SampleError` naming it."""
         if not isinstance(record, dict):
             raise SampleError("record is not a JSON object", path=path, record=index)
@@ -119,9 +117,14 @@ class GroundingSample:
             raise SampleError("must be 4 numbers", path=path, record=index, field_name="box")
         try:
             box_values = tuple(float(v) for v in box)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SampleError(f"not 4 numbers: {exc}", path=path, record=index, field_name="box") from None
+        try:
             target = int(record["target_image"])
-        except (TypeError, ValueError) as exc:
-            raise SampleError(f"not a number: {exc}", path=path, record=index) from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SampleError(
+                f"not an index: {exc}", path=path, record=index, field_name="target_image"
+            ) from None
         return cls(
             id=str(record["id"]),
             task=str(record["task"]),
@@ -137,35 +140,27 @@ class GroundingSample:
 
 
 def write_jsonl(samples: Iterable[GroundingSample], path: str | os.PathLike[str]) -> int:
-    """Write samples as JSON Lines (atomically: a killed write leaves no half file). Returns the count."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    """Write samples as JSON Lines (atomically: a failed or killed write leaves no file and no
+    temporary behind). Returns the count."""
     count = 0
-    try:
-        with partial.open("w", encoding="utf-8") as handle:
-            for sample in samples:
-                handle.write(json.dumps(sample.to_json(), ensure_ascii=False) + "\n")
-                count += 1
-    except BaseException:
-        partial.unlink(missing_ok=True)  # a failed input must not leave a half file behind either
-        raise
-    partial.replace(target)
+    with atomic_write(path) as handle:
+        for sample in samples:
+            handle.write(json.dumps(sample.to_json(), ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 
 def read_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
-    """Stream (line number, parsed JSON) from a JSON Lines file; invalid JSON raises `SampleError`."""
-    with Path(path).open(encoding="utf-8") as handle:
+    """Stream (line number, parsed JSON) from a JSON Lines file; a bad line raises `SampleError`."""
+    source = check_input(path)
+    with source.open("rb") as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SampleError(
-                    f"invalid JSON: {exc.msg}", path=str(path), record=f"line {line_number}"
-                ) from None
+                record = parse_json_line(line)
+            except JSONLineError as exc:
+                raise SampleError(str(exc), path=str(path), record=f"line {line_number}") from None
             yield line_number, record
 
 
@@ -177,12 +172,27 @@ def is_rejected(record: Any) -> bool:
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[GroundingSample]:
     """Stream samples from a canonical JSON Lines file; bad lines raise `SampleError` with their line."""
     for line_number, record in read_records(path):
-        yield GroundingSample.from_json(record, path=str(path), index=line_number)
+        yield GroundingSample.from_json(record, path=str(path), index=f"line {line_number}")
+
+
+class ImagePathError(SampleError):
+    """An image path that leads out of its image root (through ``..``): refused, never followed."""
 
 
 def resolve_image(path: str, image_root: str | os.PathLike[str] | None) -> Path:
-    """A sample's image path made absolute against `image_root` (absolute paths stay as they are)."""
+    """A sample's image path made absolute against `image_root` (absolute paths stay as they are).
+
+    A relative path must stay inside the root: one that climbs out of it (``../../etc/x.png``) raises
+    `ImagePathError`, so a data set cannot make univg read, and send to a teacher or a report, files
+    outside the folder the user gave.
+    """
     candidate = Path(path)
     if candidate.is_absolute() or image_root is None:
         return candidate
+    if os.path.normpath(candidate).split(os.sep)[0] == os.pardir:
+        raise ImagePathError(
+            f"image path {path!r} leads outside the image root {str(image_root)!r}",
+            option="image_root",
+            hint="image paths are relative to {option} and may not climb out of it",
+        )
     return Path(image_root) / candidate

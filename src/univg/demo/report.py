@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from univg.core.phi import BUCKETS
+from univg.data.files import write_text_atomic
 from univg.demo.results import ACCURACY_REWARD, DemoResults, StageResult
 from univg.evaluation.intervals import Interval
 from univg.evaluation.pages import REPORT_HTML, REPORT_MD, Table, figure, page, png_data_url, save_figure
@@ -253,6 +254,6 @@ def write_report(results: DemoResults, root: Path) -> dict[str, Path]:
         "markdown": root / REPORT_MD,
         "html": root / REPORT_HTML,
     }
-    paths["markdown"].write_text(render_markdown(results, figures, gallery, root), encoding="utf-8")
-    paths["html"].write_text(render_html(results, figures, gallery), encoding="utf-8")
+    write_text_atomic(paths["markdown"], render_markdown(results, figures, gallery, root))
+    write_text_atomic(paths["html"], render_html(results, figures, gallery))
     return paths

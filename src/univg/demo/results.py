@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from univg.data.files import write_text_atomic
 from univg.evaluation.intervals import Interval, macro_mean_interval, paired_difference_interval
 from univg.evaluation.pages import RESULTS_FILE
 
@@ -145,7 +146,5 @@ class DemoResults:
     def write(self, folder: Path) -> Path:
         """DIR/results.json, written to a temporary file and renamed into place."""
         path = folder / RESULTS_FILE
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
-        partial.replace(path)
+        write_text_atomic(path, json.dumps(self.to_json(), indent=1) + "\n")
         return path

@@ -19,6 +19,7 @@ from typing import Any
 from univg.core.boxes import box_to_pixels
 from univg.core.metrics import METRIC_NAMES
 from univg.core.parsing import PARSE_MODES
+from univg.data.files import write_text_atomic
 from univg.data.schema import GroundingSample, resolve_image
 from univg.evaluation.benchmarks import BenchmarkData
 from univg.evaluation.pages import REPORT_HTML, REPORT_MD, RESULTS_FILE, Table, figure, page, png_data_url
@@ -335,9 +336,12 @@ def write_reports(
 ) -> dict[str, Path]:
     """Write results.json, report.md and report.html into `out_dir`; returns their paths."""
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     paths = {"results": folder / RESULTS_FILE, "markdown": folder / REPORT_MD, "html": folder / REPORT_HTML}
-    paths["results"].write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(render_markdown(results, data), encoding="utf-8")
-    paths["html"].write_text(render_html(results, data, scores, examples=examples), encoding="utf-8")
+    texts = {
+        "results": json.dumps(results, indent=2, ensure_ascii=False) + "\n",
+        "markdown": render_markdown(results, data),
+        "html": render_html(results, data, scores, examples=examples),
+    }
+    for name, text in texts.items():  # each file whole or not at all, never half written
+        write_text_atomic(paths[name], text)
     return paths

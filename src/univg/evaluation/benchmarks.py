@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from univg.core.errors import UnivgError, UsageError
 from univg.data.convert import Report, read_samples
+from univg.data.files import check_input
 from univg.data.formats import get_format
 from univg.data.formats.base import MISSING_IMAGE, UNREADABLE_IMAGE, RecordProblem
 from univg.data.images import VIDEO_TARGET_FRAME
@@ -24,6 +26,11 @@ from univg.data.prompts import PromptStyle
 from univg.data.schema import GroundingSample
 
 _IMAGE_PROBLEMS = frozenset({MISSING_IMAGE, UNREADABLE_IMAGE})
+
+
+class BenchmarkError(UnivgError, ValueError):
+    """A data file that cannot be this benchmark: the message names the file and what is wrong."""
+
 
 TaskKey = Callable[[GroundingSample, "str | None"], str]
 
@@ -34,7 +41,9 @@ def _sample_task(sample: GroundingSample, _split: str | None) -> str:
 
 def _split_task(sample: GroundingSample, split: str | None) -> str:
     if split is None:
-        raise ValueError("this benchmark reports by split, and no split is known")
+        raise UsageError(
+            "this benchmark reports by split, and no split is known", option="split", hint="pass {option}"
+        )
     return split
 
 
@@ -67,10 +76,10 @@ class Benchmark:
         """The split a data file holds: `split` when given, else the last ``_word`` of its file name."""
         if not self.splits:
             if split is not None:
-                raise ValueError(f"benchmark {self.name} has no splits; drop --split")
+                raise UsageError(f"benchmark {self.name} has no splits", option="split", hint="drop {option}")
             return None
         if split is not None:
-            return self._known_split(split, f"--split {split!r}")
+            return self._known_split(split, f"the split {split!r}")
         stem = Path(path).name.split(".")[0]
         return self._known_split(stem.rsplit("_", 1)[-1], f"the file name {Path(path).name!r}")
 
@@ -78,9 +87,10 @@ class Benchmark:
         for known in self.splits:
             if known.lower() == word.lower():
                 return known
-        raise ValueError(
-            f"benchmark {self.name}: cannot tell the split from {where}; pass --split with one of "
-            f"{', '.join(self.splits)}"
+        raise UsageError(
+            f"benchmark {self.name}: cannot tell the split from {where}",
+            option="split",
+            hint=f"pass {{option}} with one of {', '.join(self.splits)}",
         )
 
     def task_order(self, present: set[str]) -> list[str]:
@@ -167,7 +177,9 @@ BENCHMARK_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 def get_benchmark(name: str) -> Benchmark:
     """The benchmark called `name`; the error lists the known ones."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown benchmark {name!r}; expected one of: {', '.join(BENCHMARK_NAMES)}")
+        raise UsageError(
+            f"unknown {{option}} {name!r}; expected one of: {', '.join(BENCHMARK_NAMES)}", option="benchmark"
+        )
     return _REGISTRY[name]
 
 
@@ -235,7 +247,7 @@ def _read(
     report = Report(benchmark.format, str(path), images_checked=root is not None)
     samples = list(read_samples(benchmark.format, path, image_root=root, report=report))
     if report.fatal:
-        raise ValueError(f"{path}: {report.fatal}")
+        raise BenchmarkError(report.fatal, path=path, option="data")
     invalid: dict[str, str] = {}
     unreadable: dict[str, str] = {}
     names = {} if benchmark.ids_are_positions else _own_ids(path, {bad.index for bad in report.bad_records})
@@ -250,18 +262,22 @@ def _check_samples(benchmark: Benchmark, path: Path, samples: list[GroundingSamp
     """What the file must hold to be this benchmark: unique ids, its own split, the scored frame."""
     duplicates = sorted(sample_id for sample_id, count in Counter(s.id for s in samples).items() if count > 1)
     if duplicates:
-        raise ValueError(f"{path}: sample ids must be unique; repeated: {', '.join(duplicates[:10])}")
+        raise BenchmarkError(
+            f"sample ids must be unique; repeated: {', '.join(duplicates[:10])}", path=path, field="id"
+        )
     if benchmark.format == "refcoco":
         wrong = {s.task for s in samples} - {benchmark.name}
         if wrong:
-            raise ValueError(
-                f"{path} holds {', '.join(sorted(wrong))} (by its file name), not {benchmark.name}; "
-                f"use --benchmark {sorted(wrong)[0]}"
+            raise UsageError(
+                f"holds {', '.join(sorted(wrong))} (by its file name), not {benchmark.name}",
+                path=path,
+                option="benchmark",
+                hint=f"use {{option}} {sorted(wrong)[0]}",
             )
     if benchmark.score_frame is not None:
         off = [s.id for s in samples if s.target_image != benchmark.score_frame]
         if off:
-            raise ValueError(
+            raise BenchmarkError(
                 f"{benchmark.name} scores frame {benchmark.score_frame + 1}, but the reader targets another "
                 f"frame for sample(s) {', '.join(off[:5])}"
             )
@@ -281,7 +297,7 @@ def _select(
     if tasks:
         unknown = sorted(set(tasks) - set(keys.values()))
         if unknown:
-            raise ValueError(f"no samples of task(s) {', '.join(unknown)} in {holds}")
+            raise UsageError(f"no samples of task(s) {', '.join(unknown)} in {holds}", option="tasks")
         samples = [s for s in samples if keys[s.id] in tasks]
     if limit is None:
         return samples
@@ -311,15 +327,15 @@ def load_benchmark(
     """
     benchmark = get_benchmark(name)
     path = Path(data)
-    if not path.is_file():
-        raise FileNotFoundError(f"benchmark data {str(path)!r} not found")
+    check_input(path, option="data")
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
+        raise UsageError(f"{{option}} must be at least 1, got {limit}", option="limit")
     root = resolve_image_root(benchmark, path, image_root)
     if benchmark.needs_images and root is None:
-        raise ValueError(
-            f"benchmark {name} gives boxes in pixels (or frames in folders): pass --image-root, the folder "
-            "its image paths are relative to"
+        raise UsageError(
+            f"benchmark {name} gives boxes in pixels (or frames in folders)",
+            option="image_root",
+            hint="pass {option}, the folder its image paths are relative to",
         )
     split_name = benchmark.split_of(path, split)
     samples, invalid, unreadable = _read(benchmark, path, root)

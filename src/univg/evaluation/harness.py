@@ -21,15 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from univg.core.boxes import CoordSystem
+from univg.core.errors import UsageError
 from univg.core.parsing import PARSE_MODES, ParseMode
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from univg.data.files import AppendLog, check_input, check_output, write_json_atomic
 from univg.data.prompts import PromptStyle, is_simple_reference
 from univg.data.schema import GroundingSample
 from univg.evaluation.benchmark_report import build_results, write_reports
 from univg.evaluation.benchmarks import BenchmarkData, load_benchmark
 from univg.evaluation.predictions import (
     PREDICTIONS_FILE,
-    PredictionLog,
+    RANK_FILE_GLOB,
     merge_rank_files,
     rank_file,
     read_predictions,
@@ -37,17 +39,18 @@ from univg.evaluation.predictions import (
 from univg.evaluation.provenance import file_sha256, provenance
 from univg.evaluation.scoring import require_sizes, score_predictions
 from univg.inference.predictor import GenerationOptions, Grounder, Predictor, Request
+from univg.models.checkpoint import ADAPTER_CONFIG_FILE, checkpoint_sha256, read_json_file
 
 logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
-# Settings that change what the model answers: a resumed run must match them exactly.
+# Settings that change what the model answers: a resumed run must match them exactly. The model and
+# the adapter are compared by what they are (a hash of their files), not by their paths.
 RESUME_KEYS = (
     "benchmark",
     "data_sha256",
-    "model",
-    "endpoint",
-    "adapter",
+    "model_identity",
+    "adapter_identity",
     "style",
     "generation",
     "max_pixels",
@@ -57,7 +60,7 @@ RESUME_KEYS = (
 BARRIER_TIMEOUT = timedelta(hours=24)
 
 
-class ResumeMismatchError(ValueError):
+class ResumeMismatchError(UsageError):
     """The output folder holds predictions made differently (another model, data or decoding)."""
 
 
@@ -115,12 +118,51 @@ class Outcome:
 def read_run_info(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The run.json of a run folder (how its predictions were made), or None."""
     path = Path(folder) / RUN_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"unreadable ({exc}), so how its predictions were made is unknown",
+            path=path,
+            option="out",
+            hint="use a new {option} folder",
+        ) from None
+    if not isinstance(info, dict):
+        raise UsageError(
+            "is not a univg eval run record", path=path, option="out", hint="use a new {option} folder"
+        )
+    return info
 
 
 def _model_id(model: str) -> str:
     """A local checkpoint as its absolute path (the same model however it was typed), else the hub id."""
     return str(Path(model).resolve()) if Path(model).exists() else model
+
+
+def model_identity(model: str, endpoint: str | None = None) -> dict[str, Any]:
+    """What a model is, for resuming: a local checkpoint's hash (copies match, a replaced checkpoint at
+    the same path does not); an endpoint's URL and model name, a hub id's name (all that is known of
+    them before they answer). An adapter folder is known with the base model it names."""
+    if endpoint is not None:
+        return {"endpoint": endpoint, "model": model}
+    folder = Path(model)
+    if not folder.is_dir():
+        return {"hub_id": model}
+    started = time.perf_counter()
+    identity: dict[str, Any] = {"sha256": checkpoint_sha256(folder)}
+    logger.info(
+        "identified %s by its files (sha256 %s, %.1f s)",
+        model,
+        identity["sha256"][:12],
+        time.perf_counter() - started,
+    )
+    if (folder / ADAPTER_CONFIG_FILE).is_file() and not (folder / "config.json").is_file():
+        base = read_json_file(folder / ADAPTER_CONFIG_FILE).get("base_model_name_or_path")
+        if base:
+            identity["base"] = model_identity(str(base))
+    return identity
 
 
 def _model_label(model: str, adapter: str | None) -> str:
@@ -172,13 +214,28 @@ class _Ranks:
 
 
 def _check_resume(previous: dict[str, Any] | None, current: dict[str, Any], out: Path) -> None:
-    if previous is None or not (out / PREDICTIONS_FILE).exists():
-        return
+    """Refuse to add answers to predictions made by another model, data or decoding, or by an
+    unknown one (predictions without run.json)."""
+    files = [out / PREDICTIONS_FILE, *out.glob(RANK_FILE_GLOB)]
+    if not any(path.is_file() and path.stat().st_size > 0 for path in files):
+        return  # nothing answered yet (an empty file is what a run stopped before its first answer leaves)
+    if previous is None:
+        raise ResumeMismatchError(
+            f"holds predictions but no {RUN_FILE}, so which model made them is unknown",
+            path=out,
+            option="out",
+            hint="use a new {option} folder (or move the predictions away)",
+        )
     changed = [k for k in RESUME_KEYS if previous.get(k) != current.get(k)]
     if changed:
         details = "; ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        if "model_identity" in changed and previous.get("model") == current.get("model"):
+            details += " (the checkpoint at that path is not the one that made the predictions)"
         raise ResumeMismatchError(
-            f"{out} holds predictions made with other settings ({details}); use a new --out folder"
+            f"holds predictions made with other settings ({details})",
+            path=out,
+            option="out",
+            hint="use a new {option} folder",
         )
 
 
@@ -217,9 +274,12 @@ def _answer(
 def _check_images(data: BenchmarkData) -> None:
     """Fail early, not once per sample, when images are not where the data says."""
     if data.samples and not Path(data.samples[0].target_path).is_file():
-        raise FileNotFoundError(
-            f"image {data.samples[0].target_path!r} of sample {data.samples[0].id} not found; pass --image-root, "
-            "the folder the data's image paths are relative to"
+        raise UsageError(
+            f"image {data.samples[0].target_path!r} not found",
+            path=data.path,
+            record=f"sample {data.samples[0].id}",
+            option="image_root",
+            hint="pass {option}, the folder the data's image paths are relative to",
         )
 
 
@@ -255,7 +315,8 @@ class _Plan:
 def _plan(config: RunConfig) -> _Plan:
     """Check the config, read the benchmark and refuse to resume predictions made differently."""
     if config.batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {config.batch_size}")
+        raise UsageError(f"{{option}} must be at least 1, got {config.batch_size}", option="batch_size")
+    out = check_output(config.out, kind="folder", resumable=True, option="out")
     data = load_benchmark(
         config.benchmark,
         config.data,
@@ -268,13 +329,15 @@ def _plan(config: RunConfig) -> _Plan:
     style = PromptStyle(config.style) if config.style else data.benchmark.style
     parse: ParseMode = config.parse or ("answer" if style is PromptStyle.UNIVG else "first")
     if parse not in PARSE_MODES:
-        raise ValueError(f"unknown parse mode {parse!r}; expected one of {PARSE_MODES}")
+        raise UsageError(f"{{option}} {parse!r} is not one of {PARSE_MODES}", option="parse")
     generation = GenerationOptions(max_new_tokens=config.max_new_tokens)
     info = {
         **_data_settings(data),
         "model": config.model if config.endpoint else _model_id(config.model),
+        "model_identity": model_identity(config.model, config.endpoint),
         "endpoint": config.endpoint,
         "adapter": _model_id(config.adapter) if config.adapter else None,
+        "adapter_identity": model_identity(config.adapter) if config.adapter else None,
         "style": style.value,
         "parse": parse,
         "generation": asdict(generation),
@@ -286,7 +349,7 @@ def _plan(config: RunConfig) -> _Plan:
         "attn_implementation": config.attn_implementation,
         "score_frame": data.benchmark.score_frame,
     }
-    _check_resume(read_run_info(Path(config.out)), info, Path(config.out))
+    _check_resume(read_run_info(out), info, out)
     return _Plan(config, data, style, parse, generation, info)
 
 
@@ -318,8 +381,9 @@ def _grounder(plan: _Plan, ranks: _Ranks) -> tuple[Grounder, CoordSystem]:
 
         key = os.environ.get(config.api_key_env, "") if config.api_key_env else None
         if config.api_key_env and not key:
-            raise ValueError(
-                f"the environment variable {config.api_key_env} (api_key_env) is not set or empty"
+            raise UsageError(
+                f"{{option}}: the environment variable {config.api_key_env} is not set or empty",
+                option="api_key_env",
             )
         coords = CoordSystem.parse(config.coords or CoordSystem.QWEN2VL)
         endpoint = EndpointPredictor(
@@ -361,7 +425,7 @@ def _load_grounder(plan: _Plan, ranks: _Ranks) -> tuple[Grounder, CoordSystem]:
 
 
 def _write_run_info(plan: _Plan) -> None:
-    (plan.out / RUN_FILE).write_text(json.dumps(plan.info, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(plan.out / RUN_FILE, plan.info)
 
 
 def _generate(
@@ -379,7 +443,7 @@ def _generate(
     answered = tokens = 0
     started = time.perf_counter()
     bar = tqdm(total=len(shard), unit="sample", desc=desc, disable=not progress, dynamic_ncols=True)
-    with PredictionLog(target) as log, bar:
+    with AppendLog(target) as log, bar:
         for begin in range(0, len(shard), predictor.batch_size):
             for record in _answer(predictor, shard[begin : begin + predictor.batch_size], task_of):
                 log.append(record)
@@ -510,8 +574,11 @@ def score_file(
     Otherwise the defaults are parse ``answer``, coordinates ``qwen2vl`` and max_pixels 401,408.
     """
     predictions_path = Path(predictions)
-    if not predictions_path.is_file():
-        raise FileNotFoundError(f"predictions file {str(predictions_path)!r} not found")
+    check_input(predictions_path, option="predictions")
+    if write:
+        check_output(
+            out if out is not None else predictions_path.parent, kind="folder", resumable=True, option="out"
+        )
     run = read_run_info(predictions_path.parent)
     defaults = run if run is not None and run.get("benchmark") == benchmark else {}
     data_set = load_benchmark(

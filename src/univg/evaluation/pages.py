@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from univg.data.files import atomic_write
+
 # What every report folder holds: the numbers, and the same for people in two forms.
 RESULTS_FILE = "results.json"
 REPORT_MD = "report.md"
@@ -93,8 +95,10 @@ def save_figure(fig: Any, path: Path, dpi: int = 90) -> Path:
     """Save a matplotlib figure as PNG and close it."""
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_write(path, binary=True) as handle:
+            fig.savefig(handle, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
     return path

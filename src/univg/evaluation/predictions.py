@@ -9,18 +9,21 @@ a request that could not run; it counts as a wrong answer, and a rerun tries it 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from univg.core.errors import UnivgError
+from univg.data.files import AppendLog
+from univg.data.jsonstream import JSONLineError, parse_json_line
 
 PREDICTIONS_FILE = "predictions.jsonl"
 RANK_FILE_GLOB = "predictions.rank*.jsonl"
 
 
-class PredictionsError(ValueError):
+class PredictionsError(UnivgError, ValueError):
     """A predictions file that cannot be read: the message names the file and line."""
 
 
@@ -30,22 +33,38 @@ def rank_file(out_dir: Path, rank: int) -> Path:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) of every complete record; a torn last line is skipped."""
+    """(line number, record) of every complete record; a torn last line is skipped.
+
+    A record must be an object with an ``id`` (a string or an integer: a float such as 3.0 would
+    match no sample and silently count as missing) and a string ``response``, or an ``error``.
+    """
     data = path.read_bytes()
     lines = data.split(b"\n")
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            record = parse_json_line(raw)
+        except JSONLineError as exc:
             if number == len(lines):  # the last line, with no newline after it: an interrupted write
                 return
-            raise PredictionsError(f"{path}: line {number}: not JSON ({exc})") from None
+            raise PredictionsError(str(exc), path=path, record=f"line {number}") from None
+        where = {"path": path, "record": f"line {number}"}
         if not isinstance(record, dict) or "id" not in record:
-            raise PredictionsError(f"{path}: line {number}: expected an object with an 'id'")
+            raise PredictionsError("expected an object with an 'id'", **where)
+        key = record["id"]
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            raise PredictionsError(
+                f"must be a string or an integer, got {type(key).__name__} {key!r} (it would match no sample)",
+                field="id",
+                **where,
+            )
+        if "response" not in record and "error" not in record:
+            raise PredictionsError(
+                "missing (a line without an answer would count as an empty one)", field="response", **where
+            )
         if not isinstance(record.get("response", ""), str):
-            raise PredictionsError(f"{path}: line {number}: 'response' must be a string")
+            raise PredictionsError("must be a string", field="response", **where)
         yield number, record
 
 
@@ -53,22 +72,30 @@ def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 class PredictionSet:
     """The answer per sample id read from predictions files.
 
-    Where an id appears more than once, the first answer that ran wins over any later one, and an
-    answer wins over an error line (a rerun retries errors).
+    An answer wins over an error line for the same id (a rerun retries errors), and the same answer
+    twice counts once; two different answers for one id are refused (`PredictionsError` naming both
+    lines), since keeping either would score a choice nobody made.
     """
 
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicates: int = 0
+    lines: dict[str, str] = field(default_factory=dict)  # id -> where its kept record is
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: dict[str, Any], where: str = "") -> None:
         key = str(record["id"])
         held = self.records.get(key)
         if held is None or ("error" in held and "error" not in record):
             self.records[key] = record
+            self.lines[key] = where
             if held is not None:
                 self.duplicates += 1
-        else:
-            self.duplicates += 1
+            return
+        self.duplicates += 1
+        if "error" not in record and record.get("response") != held.get("response"):
+            raise PredictionsError(
+                f"id {key!r} has two different answers, at {self.lines[key] or 'an earlier line'} and {where}; "
+                "keep one of them"
+            )
 
     def done_ids(self) -> set[str]:
         """Ids with an answer: a resumed run skips these (and retries the ones that errored)."""
@@ -88,52 +115,9 @@ def read_predictions(*paths: str | os.PathLike[str]) -> PredictionSet:
     for path in paths:
         target = Path(path)
         if target.is_file():
-            for _, record in _lines(target):
-                found.add(record)
+            for number, record in _lines(target):
+                found.add(record, f"{target} line {number}")
     return found
-
-
-def repair_tail(path: Path) -> None:
-    """Make the file end with a newline, so what is appended next starts on a line of its own.
-
-    A torn last line is cut off (its request runs again); a complete one just gets its newline.
-    """
-    if not path.is_file():
-        return
-    with path.open("r+b") as handle:
-        data = handle.read()
-        if not data or data.endswith(b"\n"):
-            return
-        start = data.rfind(b"\n") + 1
-        try:
-            json.loads(data[start:])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            handle.truncate(start)
-        else:
-            handle.write(b"\n")
-
-
-class PredictionLog:
-    """Appends prediction records to a JSONL file, each flushed as soon as it is written."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        repair_tail(self.path)
-        self._handle: IO[str] = self.path.open("a", encoding="utf-8")
-
-    def append(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()
-
-    def __enter__(self) -> PredictionLog:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 def merge_rank_files(out_dir: Path) -> int:
@@ -141,19 +125,21 @@ def merge_rank_files(out_dir: Path) -> int:
 
     Safe to repeat after a crash half way: records already in the main file are not added twice.
     """
+    parts = sorted(out_dir.glob(RANK_FILE_GLOB))
+    if not parts:
+        return 0
     main = out_dir / PREDICTIONS_FILE
     held = read_predictions(main)
     done = held.done_ids()
-    parts = sorted(out_dir.glob(RANK_FILE_GLOB))
     added = 0
-    with PredictionLog(main) as log:
+    with AppendLog(main) as log:
         for part in parts:
-            for _, record in _lines(part):
+            for number, record in _lines(part):
                 key = str(record["id"])
                 if key in done or ("error" in record and key in held.records):
                     continue
                 log.append(record)
-                held.add(record)
+                held.add(record, f"{part} line {number}")
                 if "error" not in record:
                     done.add(key)
                 added += 1

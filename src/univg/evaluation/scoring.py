@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from univg.core.boxes import CoordSystem, iou
+from univg.core.errors import UsageError
 from univg.core.metrics import GroundingMetrics
 from univg.core.parsing import PARSE_MODES, BoxTuple, ParseMode, answer_image, extract_target_image, read_box
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from univg.data.images import target_resized_size
 from univg.data.schema import GroundingSample
 from univg.evaluation.benchmarks import BenchmarkData
-from univg.evaluation.predictions import PredictionSet
+from univg.evaluation.predictions import PredictionsError, PredictionSet
 
 
 def id_order(sample_id: str) -> tuple[bool, int, str]:
@@ -125,15 +126,36 @@ def score_sample(
     return SampleScore(sample.id, task, text, error, ious, boxes, named, placed, image_ok)
 
 
+def _check_ids_match(predictions: PredictionSet, known: set[str], data: BenchmarkData) -> None:
+    """Refuse predictions none of whose ids is a sample of the data: another benchmark's, or ids
+    written another way, which would otherwise score as all missing."""
+    if not predictions.records or not known or not set(predictions.records).isdisjoint(known):
+        return
+    example = next(iter(predictions.records))
+    scheme = (
+        "the 0-based positions of its records"
+        if data.benchmark.ids_are_positions
+        else "the 'id' field of its records"
+    )
+    raise PredictionsError(
+        f"none of the {len(predictions.records)} predicted ids is a sample of {data.benchmark.name} "
+        f"{data.path} (e.g. {example!r} at {predictions.lines.get(example) or 'the first line'}); its ids "
+        f"are {scheme}, e.g. {min(known, key=id_order)!r}"
+    )
+
+
 def require_sizes(data: BenchmarkData, coords: CoordSystem | str) -> None:
     """Pixel coordinates (Qwen2.5-VL) are relative to the resized target image: its size must be known."""
     if CoordSystem.parse(coords) is not CoordSystem.PIXELS:
         return
     unsized = [s.id for s in data.samples if not s.extra.get("target_size")]
     if unsized:
-        raise ValueError(
+        raise UsageError(
             f"pixel coordinates (qwen25vl) need each target image's size, and {len(unsized)} sample(s) "
-            f"(e.g. {unsized[0]}) have none; pass the image root so the images can be measured"
+            f"(e.g. {unsized[0]}) have none",
+            path=data.path,
+            option="image_root",
+            hint="pass {option} so the images can be measured",
         )
 
 
@@ -152,7 +174,7 @@ def score_predictions(
     `min_pixels` / `max_pixels`, so they need the image sizes: read the data with an image root.
     """
     if parse not in PARSE_MODES:
-        raise ValueError(f"unknown parse mode {parse!r}; expected one of {PARSE_MODES}")
+        raise UsageError(f"{{option}} {parse!r} is not one of {PARSE_MODES}", option="parse")
     system = CoordSystem.parse(coords)
     require_sizes(data, system)
     by_parse = {mode: GroundingMetrics() for mode in PARSE_MODES}
@@ -170,6 +192,7 @@ def score_predictions(
             by_parse[mode].add(result.task, result.ious[mode])
             checked[mode].add(result.task, result.checked_iou(mode))
     known = data.all_ids | set(data.invalid_gt) | set(data.unreadable)
+    _check_ids_match(predictions, known, data)
     selected = {s.id for s in data.samples}
     return Scores(
         parse=parse,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
+from univg.core.errors import UsageError
+from univg.data.files import atomic_write
 from univg.data.images import ImageLoadError
 from univg.inference.predictor import Prediction
 
@@ -28,14 +30,20 @@ def draw_box(
     return canvas
 
 
-def draw_prediction(prediction: Prediction, out: str | os.PathLike[str]) -> Path:
-    """Draw a prediction's box on its target image (read again from its file) and save it to `out`.
+class NothingToDrawError(ValueError):
+    """The answer holds no box in a known image."""
 
-    Raises ValueError when there is nothing to draw (no box, or no known target image) and
-    `ImageLoadError` when the target cannot be read again (e.g. a frame decoded from a video file).
+
+def draw_prediction(prediction: Prediction, out: str | os.PathLike[str]) -> Path:
+    """Draw a prediction's box on its target image (read again from its file) and save it to `out`
+    (atomically, in the format its extension names).
+
+    Raises `NothingToDrawError` when there is nothing to draw (no box, or no known target image),
+    `ImageLoadError` when the target cannot be read again (e.g. a frame decoded from a video file)
+    and `UsageError` for an extension that names no image format.
     """
     if prediction.box_pixels is None or prediction.target_image is None:
-        raise ValueError("the answer holds no box in a known image; nothing to draw")
+        raise NothingToDrawError("the answer holds no box in a known image; nothing to draw")
     source = prediction.images[prediction.target_image]
     try:
         with Image.open(source) as opened:
@@ -43,8 +51,20 @@ def draw_prediction(prediction: Prediction, out: str | os.PathLike[str]) -> Path
     except OSError as exc:
         raise ImageLoadError(source, f"cannot be read again for drawing: {exc}") from None
     if canvas.size != tuple(prediction.image_sizes[prediction.target_image]):
-        raise ValueError(f"{source}: the file changed since the prediction (size {canvas.size})")
+        raise ImageLoadError(source, f"the file changed since the prediction (size {canvas.size})")
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    image_format = drawing_format(path)
+    with atomic_write(path, binary=True) as handle:
+        canvas.save(handle, format=image_format)
     return path
+
+
+def drawing_format(path: str | os.PathLike[str]) -> str:
+    """The image format a drawing's file name asks for (from its extension); `UsageError` if none."""
+    suffix = Path(path).suffix.lower()
+    image_format = Image.registered_extensions().get(suffix)
+    if image_format is None or image_format not in Image.SAVE:
+        raise UsageError(
+            f"{suffix or 'no extension'} names no image format", path=path, hint="use .png or .jpg"
+        )
+    return image_format

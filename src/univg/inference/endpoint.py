@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from univg.core.boxes import CoordSystem
+from univg.core.errors import UnivgError
 from univg.core.parsing import is_strict_format
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from univg.data.images import LoadedImage
@@ -34,7 +35,7 @@ from univg.inference.predictor import (
 )
 
 
-class EndpointError(RuntimeError):
+class EndpointError(UnivgError, RuntimeError):
     """The endpoint cannot be used (unreachable, refused credentials, unknown model, failing): stop the run."""
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from univg.core.boxes import CoordSystem, box_to_pixels
+from univg.core.errors import UnivgError
 from univg.core.parsing import (
     BoxTuple,
     ParseMode,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from univg.models.loading import LoadedModel
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(UnivgError, ValueError):
     """A request whose prompt (mostly image tokens) does not fit the model's context.
 
     Raised before anything runs: truncating would cut through image tokens and silently feed the

@@ -8,13 +8,16 @@ absolute pixels of the resized image.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from univg.core.boxes import CoordSystem
+from univg.core.errors import UnivgError, UsageError
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from univg.models.checkpoint import ADAPTER_CONFIG_FILE, ModelLoadError, check_checkpoint, read_json_file
 
 # Imported here, not lazily: importing this module must register the processor with AutoProcessor, so
 # TRL can reload a checkpoint directory we wrote from its path.
@@ -35,10 +38,6 @@ _MODEL_CLASSES = {
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-class ModelLoadError(RuntimeError):
-    """A model that cannot be loaded: the message says which path and why."""
-
-
 class UnsupportedModelError(ModelLoadError):
     """A checkpoint of an architecture univg does not run."""
 
@@ -55,29 +54,6 @@ def _looks_like_hub_id(name: str) -> bool:
     """`owner/name` and nothing else; anything else is meant as a local path."""
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and not Path(name).exists()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path}: unreadable ({exc})") from None
-
-
-def _local_kind(path: Path) -> str:
-    """'model' or 'adapter' for a local directory; a clear error for anything else."""
-    if not path.exists():
-        raise ModelLoadError(f"model path {str(path)!r} does not exist")
-    if not path.is_dir():
-        raise ModelLoadError(f"model path {str(path)!r} is a file; expected a checkpoint directory")
-    if (path / "config.json").is_file():
-        return "model"
-    if (path / "adapter_config.json").is_file():
-        return "adapter"
-    raise ModelLoadError(
-        f"{str(path)!r} is not a model directory: it holds no config.json (expected a Hugging Face "
-        "checkpoint, e.g. one written by `univg model tiny`, or a LoRA adapter with adapter_config.json)"
-    )
 
 
 def _config_dict(name: str, hub_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +92,7 @@ def _resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
     if isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; expected one of {DTYPES} or a torch.dtype")
+        raise UsageError(f"{{option}} {dtype!r} is not one of {DTYPES} or a torch.dtype", option="dtype")
     return getattr(torch, dtype)
 
 
@@ -147,48 +123,82 @@ def load_model_and_processor(
     if revision is not None:
         hub_kwargs["revision"] = revision
     base = name
-    if not _looks_like_hub_id(name) and _local_kind(Path(name)) == "adapter":
+
+    def supported(config: dict[str, Any]) -> None:
+        model_family(config, name)
+
+    if not _looks_like_hub_id(name) and check_checkpoint(Path(name), supported) == "adapter":
         if adapter is not None:
             raise ModelLoadError(f"{name!r} is itself a LoRA adapter; do not pass another adapter")
         adapter = name
-        base = _read_json(Path(name) / "adapter_config.json").get("base_model_name_or_path") or ""
+        base = read_json_file(Path(name) / "adapter_config.json").get("base_model_name_or_path") or ""
         if not base:
             raise ModelLoadError(f"{name!r}: adapter_config.json does not name its base model")
         if not _looks_like_hub_id(base):
-            _local_kind(Path(base))
+            check_checkpoint(Path(base), supported)
+    if adapter is not None and not _looks_like_hub_id(str(adapter)):
+        folder = Path(adapter)
+        if folder.is_dir() and not (folder / ADAPTER_CONFIG_FILE).is_file():
+            raise ModelLoadError(
+                f"{str(adapter)!r} is not a LoRA adapter directory: it holds no {ADAPTER_CONFIG_FILE}",
+                option="adapter",
+                hint="check {option}",
+            )
+        check_checkpoint(folder)
 
     family = model_family(_config_dict(base, hub_kwargs), base)
     import transformers
 
-    model_class = getattr(transformers, _MODEL_CLASSES[family])
-    model = model_class.from_pretrained(
-        base,
-        dtype=_resolve_dtype(dtype),
-        device_map=device_map,
-        attn_implementation=attn_implementation,
-        **({"quantization_config": quantization_config} if quantization_config is not None else {}),
-        **hub_kwargs,
-    )
     processor_source = base
     if adapter is not None:
-        model = _with_adapter(model, str(adapter), merge=merge_adapter)
         # Trainers save the processor next to the adapter; it wins over the base's when complete.
         saved = Path(str(adapter))
         has_images = any((saved / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
         if has_images and (saved / "tokenizer_config.json").is_file():
             processor_source = str(adapter)
+    # The processor first: it is quick, so a broken tokenizer fails before the weights are read.
+    with _library_errors(processor_source, "processor"):
+        processor = load_processor(
+            processor_source, min_pixels=min_pixels, max_pixels=max_pixels, **hub_kwargs
+        )
+    model_class = getattr(transformers, _MODEL_CLASSES[family])
+    torch_dtype = _resolve_dtype(dtype)
+    with _library_errors(base, "weights"):
+        model = model_class.from_pretrained(
+            base,
+            dtype=torch_dtype,
+            device_map=device_map,
+            attn_implementation=attn_implementation,
+            **({"quantization_config": quantization_config} if quantization_config is not None else {}),
+            **hub_kwargs,
+        )
+    if adapter is not None:
+        model = _with_adapter(model, str(adapter), merge=merge_adapter)
     model.eval()
-    processor = load_processor(processor_source, min_pixels=min_pixels, max_pixels=max_pixels, **hub_kwargs)
     logger.info("loaded %s (%s, %s, boxes in %s)", name, family, model.dtype, FAMILY_COORDS[family].value)
     return LoadedModel(model=model, processor=processor, coords=FAMILY_COORDS[family])
+
+
+@contextmanager
+def _library_errors(source: str, part: str) -> Iterator[None]:
+    """Whatever transformers raises on a checkpoint it cannot use, as a `ModelLoadError` naming it.
+
+    The folder was checked before (`check_checkpoint`), so what is left is damage inside a file (a
+    corrupt tokenizer.json, tensors of the wrong shape) or, for hub ids, the hub itself.
+    """
+    try:
+        yield
+    except UnivgError:
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelLoadError(f"{source!r}: its {part} cannot be loaded: {reason[:500]}") from exc
 
 
 def _with_adapter(model: PreTrainedModel, adapter: str, *, merge: bool) -> Any:
     """`model` with a LoRA adapter applied (merged into the weights when `merge`)."""
     from peft import PeftModel
 
-    if not _looks_like_hub_id(adapter) and _local_kind(Path(adapter)) != "adapter":
-        raise ModelLoadError(f"{adapter!r} is not a LoRA adapter directory: it holds no adapter_config.json")
     try:
         peft_model = PeftModel.from_pretrained(model, adapter)
     except (OSError, ValueError) as exc:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from univg.data.files import atomic_folder, check_output
 from univg.models.tokenizer import QWEN2VL_SPECIAL_TOKENS, VocabKind, build_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -144,9 +144,7 @@ def build_tiny_model(
     spec = spec or TinySpec()
     if (reason := spec.problem()) is not None:
         raise ValueError(f"invalid tiny model sizes: {reason}")
-    target = Path(out_dir)
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise FileExistsError(f"{target} already exists and is not empty")
+    target = check_output(out_dir, kind="folder", force=overwrite, option="overwrite")
 
     start = time.perf_counter()
     tokenizer = build_tokenizer(vocab, spec.max_position_embeddings)
@@ -163,20 +161,16 @@ def build_tiny_model(
     )
     processor = build_processor(tokenizer, min_pixels=min_pixels, max_pixels=max_pixels)
 
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     # A one-shard progress bar for a 3 MB file is noise in every test and CLI run.
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        model.save_pretrained(partial)
-        processor.save_pretrained(partial)
+        with atomic_folder(target) as building:
+            model.save_pretrained(building)
+            processor.save_pretrained(building)
     finally:
         if bars:
             hf_logging.enable_progress_bar()
-    if target.exists():
-        shutil.rmtree(target)
-    partial.rename(target)
     logger.debug(
         "wrote tiny %s (%s vocabulary, %d parameters) to %s in %.1fs",
         family,

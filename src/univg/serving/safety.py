@@ -17,13 +17,13 @@ import ipaddress
 import re
 import socket
 import time
-import unicodedata
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from univg.core.text import text_problem
 from univg.data.images import ImageLoadError, LoadedImage, decode_image_bytes, prepare_image
 from univg.models.tokenizer import GROUNDING_TOKENS
 
@@ -31,7 +31,6 @@ from univg.models.tokenizer import GROUNDING_TOKENS
 # every other special token (<|image_pad|>, <|vision_start|>, <|im_start|>, ...) would change the
 # prompt's structure and is refused.
 TEXT_TOKENS = frozenset(GROUNDING_TOKENS)
-ALLOWED_CONTROL = frozenset("\t\n\r")
 _DATA_URL = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[\w.+-]+)*);base64,", re.I)
 
 
@@ -72,14 +71,9 @@ def special_tokens(tokenizer: Any) -> frozenset[str]:
 
 def check_text(text: str, param: str, forbidden_tokens: Collection[str]) -> None:
     """Refuse text a tokenizer cannot encode faithfully or that would forge prompt structure."""
-    for position, char in enumerate(text):
-        code = ord(char)
-        if 0xD800 <= code <= 0xDFFF:
-            raise bad_request(f"holds a lone surrogate U+{code:04X} at character {position}", param)
-        if unicodedata.category(char) == "Cc" and char not in ALLOWED_CONTROL:
-            raise bad_request(f"holds the control character U+{code:04X} at character {position}", param)
-        if (code & 0xFFFE) == 0xFFFE or 0xFDD0 <= code <= 0xFDEF:
-            raise bad_request(f"holds the noncharacter U+{code:04X} at character {position}", param)
+    problem = text_problem(text)
+    if problem is not None:
+        raise bad_request(problem, param)
     for token in forbidden_tokens:
         if token in text:
             raise bad_request(f"holds the model's control token {token}, which text may not contain", param)

@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 import datasets
 
 from univg.core.boxes import CoordSystem
+from univg.core.errors import UsageError
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from univg.data.files import check_input
 from univg.data.hf import RowOptions, features, to_hf_dataset
 from univg.data.images import target_resized_size
 from univg.data.prompts import PromptStyle, sample_messages
-from univg.data.schema import GroundingSample, is_rejected, read_records, resolve_image
+from univg.data.schema import GroundingSample, SampleError, is_rejected, read_records, resolve_image
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -96,20 +98,25 @@ def read_training_sources(
     failed verification, so a CoT file trains on its verified lines only.
     """
     if not args.train_files:
-        raise ValueError("no training data: set train_files to one or more canonical JSONL files")
+        raise UsageError(
+            "no training data", option="train_files", hint="set {option} to one or more canonical JSONL files"
+        )
     sources = []
     for path in args.train_files:
         root = Path(args.image_root) if args.image_root else Path(path).parent
         samples = []
         skipped = 0
-        for line_number, record in read_records(path):
+        for line_number, record in read_records(check_input(path, option="train_files")):
             if skip_rejected and is_rejected(record):
                 skipped += 1
                 continue
-            sample = GroundingSample.from_json(record, path=str(path), index=line_number)
+            where = f"line {line_number}"
+            sample = GroundingSample.from_json(record, path=str(path), index=where)
             problem = sample.problem()
             if problem is not None:
-                raise ValueError(f"{path}: sample {sample.id}: field {problem[0]!r}: {problem[1]}")
+                raise SampleError(
+                    f"{problem[1]} (sample {sample.id})", path=path, record=where, field_name=problem[0]
+                )
             sample.images = [str(resolve_image(p, root)) for p in sample.images]
             samples.append(sample)
         if skipped:

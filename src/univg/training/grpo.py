@@ -303,9 +303,9 @@ class DifficultyAwareGRPOTrainer(ExactResumeMixin, GRPOTrainer):
 
 def build_grpo_trainer(config: UniVGGRPOConfig) -> DifficultyAwareGRPOTrainer:
     """The trainer for a config: model (frozen parts or LoRA), processor, mixed data, rewards."""
+    samples = load_training_samples(config)  # data first: a bad record fails before the model loads
     prepared = load_training_model(config)
     loaded = prepared.loaded
-    samples = load_training_samples(config)
     dataset = trl_dataset(samples, config, with_answer=False)
     return DifficultyAwareGRPOTrainer(
         model=loaded.model,

@@ -10,6 +10,9 @@ from typing import Any
 from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
+from univg.core.errors import UsageError
+from univg.data.files import check_output
+
 
 @dataclass
 class TrainResult:
@@ -29,8 +32,13 @@ def run_trainer(build: Callable[[], Trainer], output_dir: str, *, resume: bool =
     scheduler, RNG states and data position), so a killed run ends where an uninterrupted one would.
     The check comes before building, so a wrong path fails in a second rather than after model loading.
     """
+    check_output(output_dir, kind="folder", resumable=True, option="output_dir")
     if resume and not (Path(output_dir).is_dir() and get_last_checkpoint(str(output_dir))):
-        raise FileNotFoundError(f"--resume: no checkpoint-N folder in {output_dir}")
+        raise UsageError(
+            f"no checkpoint-N folder in {output_dir} to continue from",
+            option="resume",
+            hint="drop {option} to start a new run",
+        )
     trainer = build()
     output = trainer.train(resume_from_checkpoint=True if resume else None)
     trainer.save_model(output_dir)

@@ -14,7 +14,6 @@ What UniVG-R1's stage 1 needs beyond stock SFT, and all this module holds:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from trl import SFTConfig, SFTTrainer
 
+from univg.data.files import write_json_atomic
 from univg.data.images import probe_image
 from univg.models.budget import image_tokens
 from univg.training.data import (
@@ -110,16 +110,12 @@ class DroppedReport(TrainerCallback):
         if not self.dropped or not state.is_world_process_zero:
             return
         path = Path(args.output_dir) / DROPPED_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps(
-                {
-                    "max_length": self.max_length,
-                    "dropped": [{"id": d.id, "num_tokens": d.num_tokens} for d in self.dropped],
-                },
-                indent=1,
-            ),
-            encoding="utf-8",
+        write_json_atomic(
+            path,
+            {
+                "max_length": self.max_length,
+                "dropped": [{"id": d.id, "num_tokens": d.num_tokens} for d in self.dropped],
+            },
         )
         shown = ", ".join(f"{d.id} ({d.num_tokens} tokens)" for d in self.dropped[:_LOGGED_IDS])
         more = len(self.dropped) - _LOGGED_IDS
@@ -141,9 +137,9 @@ class UniVGSFTTrainer(ExactResumeMixin, SFTTrainer):
 
 def build_sft_trainer(config: UniVGSFTConfig) -> UniVGSFTTrainer:
     """The trainer for a config: model with its parts frozen (or LoRA), processor, mixed conversations."""
+    conversations = load_training_conversations(config, multi_turn=config.multi_turn)  # data first: quick
     prepared = load_training_model(config)
     loaded = prepared.loaded
-    conversations = load_training_conversations(config, multi_turn=config.multi_turn)
     kept, dropped = drop_overlong(conversations, config, loaded.processor, config.max_length)
     if not kept:
         raise ValueError(

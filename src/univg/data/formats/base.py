@@ -21,7 +21,7 @@ from univg.core.boxes import CoordSystem, box_problem, to_normalized
 from univg.core.parsing import extract_boxes, image_references
 from univg.data.images import ImageLoadError, MissingImageError, list_frames, probe_image
 from univg.data.prompts import COT_SUFFIX, SIMPLE_REFERENCE_PREFIX
-from univg.data.schema import GroundingSample, resolve_image
+from univg.data.schema import GroundingSample, ImagePathError, resolve_image
 
 INVALID_RECORD = "invalid record"
 MISSING_FIELD = "missing field"
@@ -121,18 +121,26 @@ class ImageInspector:
             result = RecordProblem(MISSING_IMAGE, "", f"{exc.path}: not found")
         except ImageLoadError as exc:
             result = RecordProblem(UNREADABLE_IMAGE, "", str(exc))
+        except ImagePathError as exc:
+            result = RecordProblem(BAD_FIELD, "", exc.message)
         return self._sizes.remember(path, result)
 
     def frames(self, folder: str) -> list[str] | RecordProblem:
         """The frame files of a video folder (relative to the root), in playback order."""
         if folder in self._folders:
             return self._folders[folder]
-        directory = resolve_image(folder, self.root)
         result: list[str] | RecordProblem
+        try:
+            directory = resolve_image(folder, self.root)
+        except ImagePathError as exc:
+            return self._folders.remember(folder, RecordProblem(BAD_FIELD, "", exc.message))
         if not directory.is_dir():
             result = RecordProblem(MISSING_IMAGE, "", f"{directory}: frame folder not found")
         else:
-            result = [f"{folder}/{frame.name}" for frame in list_frames(directory)]
+            try:
+                result = [f"{folder}/{frame.name}" for frame in list_frames(directory)]
+            except OSError as exc:
+                result = RecordProblem(UNREADABLE_IMAGE, "", f"{directory}: {exc.strerror or exc}")
         return self._folders.remember(folder, result)
 
 
@@ -301,6 +309,9 @@ class RecordContext:
             return None
         try:
             parsed = [float(v) for v in numbers if not isinstance(v, bool)]
+        except OverflowError:  # an integer past any float
+            self.add(MALFORMED_BOX, field_name, f"a number too large for a float: {_show(values)}")
+            return None
         except (TypeError, ValueError):
             parsed = []
         if len(parsed) != 4 or len(numbers) != 4:
@@ -412,3 +423,4 @@ class FormatSpec:
     description: str
     read: Reader
     needs_images: bool = False  # boxes in pixels or frames listed from folders: convert needs the images
+    own_ids: bool = False  # records carry their own ids (else a sample's id is its record's position)

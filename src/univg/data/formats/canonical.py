@@ -40,4 +40,5 @@ FORMAT = FormatSpec(
     name=SOURCE,
     description="univg canonical JSON Lines (the output of convert and of the synthetic world)",
     read=read,
+    own_ids=True,
 )
