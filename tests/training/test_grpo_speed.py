@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers.cache_utils import DynamicLayer
 from trl import GRPOTrainer
 from trl.data_utils import prepare_multimodal_messages
 
 from univg.training.grpo import DifficultyAwareGRPOTrainer
 from univg.training.grpo_speed import SKIP_METRIC
-from univg.training.prompt_sharing import PromptGroups, split_row_images
+from univg.training.prompt_sharing import PreallocatedLayer, PromptGroups, split_row_images
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_grpo_objective as objective
@@ -189,3 +192,34 @@ def test_packed_log_probs_equal_trls_per_row_forward(tiny_varied_model_dir, synt
     rows = split_row_images(len(ids), out["pixel_values"], out["image_grid_thw"], out["num_images"])
     groups = PromptGroups.find(out["prompt_ids"], out["prompt_mask"], rows)
     assert len(groups.representatives) == len(ids) // objective.NUM_GENERATIONS  # the rows really share
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    prompt=st.integers(1, 6),
+    capacity=st.integers(0, 12),
+    steps=st.lists(st.integers(1, 3), min_size=1, max_size=8),
+    crop=st.integers(-4, 0),
+    repeats=st.integers(1, 3),
+)
+def test_a_preallocated_cache_layer_holds_what_a_dynamic_one_holds(prompt, capacity, steps, crop, repeats):
+    """Writes in place, grows past its capacity, crops and repeats rows exactly as DynamicLayer."""
+    generator = torch.Generator().manual_seed(prompt * 100 + capacity)
+
+    def states(length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (2, 3, length, 4)
+        return torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
+
+    keys, values = states(prompt)
+    ours, theirs = PreallocatedLayer(keys, values, capacity), DynamicLayer()
+    theirs.update(keys, values)
+    for length in steps:
+        new = states(length)
+        for got, want in zip(ours.update(*new), theirs.update(*new), strict=True):
+            assert torch.equal(got, want)
+    ours.crop(crop)
+    theirs.crop(crop)
+    ours.batch_repeat_interleave(repeats)
+    theirs.batch_repeat_interleave(repeats)
+    assert ours.get_seq_length() == theirs.get_seq_length()
+    assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)

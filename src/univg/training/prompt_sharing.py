@@ -13,7 +13,8 @@ each piece once per distinct prompt and hands the result to all of its completio
   prompt: the prompt once, then each completion after it, each attending to the prompt and to itself
   only (a block mask);
 - `PrefillOnce` prefills each distinct prompt once in `generate` and copies its key-value cache to the
-  rows that share it.
+  rows that share it, into `PreallocatedLayer` buffers sized for the whole generation (decoding writes
+  in place instead of copying the whole cache at every token).
 
 Each gives TRL's values up to float rounding (tests/training/test_grpo_speed.py).
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.cache_utils import DynamicLayer
 
 IGNORE_INDEX = -100
 
@@ -420,6 +422,57 @@ def images_by_row(
     return counts
 
 
+class PreallocatedLayer(DynamicLayer):
+    """A key-value cache layer whose buffers hold the whole generation: each decoding step writes its
+    keys and values in place, where `DynamicLayer` concatenates (copies) the whole cache every step."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> None:
+        super().__init__()
+        self.device = keys.device
+        self.is_initialized = True
+        self._length = 0
+        self._key_buffer = keys.new_empty(*keys.shape[:2], capacity, keys.shape[3])
+        self._value_buffer = values.new_empty(*values.shape[:2], capacity, values.shape[3])
+        self.update(keys, values)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        end = self._length + key_states.shape[-2]
+        if end > self._key_buffer.shape[2]:  # more than planned: at least double, so growing stays rare
+            extra = max(end, 2 * self._key_buffer.shape[2]) - self._key_buffer.shape[2]
+            self._key_buffer = self._grown(self._key_buffer, extra)
+            self._value_buffer = self._grown(self._value_buffer, extra)
+        self._key_buffer[:, :, self._length : end] = key_states
+        self._value_buffer[:, :, self._length : end] = value_states
+        self._length = end
+        self._slice()
+        return self.keys, self.values
+
+    @staticmethod
+    def _grown(buffer: torch.Tensor, extra: int) -> torch.Tensor:
+        return torch.cat([buffer, buffer.new_empty(*buffer.shape[:2], extra, buffer.shape[3])], dim=2)
+
+    def _slice(self) -> None:
+        self.keys = self._key_buffer[:, :, : self._length]
+        self.values = self._value_buffer[:, :, : self._length]
+
+    def get_seq_length(self) -> int:
+        return self._length
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove > 0:
+            raise ValueError(f"crop takes a negative count of tokens to remove, got {tokens_to_remove}")
+        self._length = max(0, self._length + tokens_to_remove)
+        self._slice()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._key_buffer, self._value_buffer = self._key_buffer[indices], self._value_buffer[indices]
+        self._slice()
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        rows = torch.arange(self._key_buffer.size(0), device=self._key_buffer.device)
+        self.batch_select_indices(rows.repeat_interleave(repeats))
+
+
 class PrefillOnce:
     """Wraps a model's `generate` so that each distinct prompt is prefilled once.
 
@@ -475,7 +528,14 @@ class PrefillOnce:
         with torch.no_grad():
             cache = self.model(**prefill).cache
         index = groups.index(input_ids.device)
-        cache.batch_select_indices(index)
+        new_tokens = getattr(kwargs.get("generation_config"), "max_new_tokens", None)
+        if new_tokens:
+            capacity = input_ids.size(1) + new_tokens
+            cache.layers = [
+                PreallocatedLayer(layer.keys[index], layer.values[index], capacity) for layer in cache.layers
+            ]
+        else:
+            cache.batch_select_indices(index)
         if backbone.rope_deltas is not None:
             backbone.rope_deltas = backbone.rope_deltas[index]
         return self.original(input_ids=input_ids, attention_mask=attention_mask, cache=cache, **kwargs)
