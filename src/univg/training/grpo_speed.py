@@ -89,6 +89,7 @@ class SharedPromptWorkMixin:
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
     ):  # type: ignore[override]
         plain_generate = not (self.use_vllm or self.use_transformers_continuous_batching or self.tools)
+        plain_generate = plain_generate and self.args.cache_implementation is None  # it brings its own cache
         if not (self.args.prefill_once and plain_generate):
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
