@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from univg.core.boxes import CoordSystem
@@ -96,6 +97,40 @@ def test_length_sorted_batches_pad_less_and_answer_the_same(tiny_varied_model_di
     batches = lengths[8]  # shortest prompts first: each batch's longest is at most the next one's shortest
     assert all(max(a) <= min(b) for a, b in itertools.pairwise(batches))
     assert sorted(x for b in batches for x in b) == sorted(x for b in lengths[1] for x in b)
+
+
+def accelerator_holding(model, rows: int):
+    """A hook on the real model that raises what CUDA raises when a forward has more than `rows` rows."""
+
+    def check(module, args, kwargs) -> None:
+        if kwargs["input_ids"].size(0) > rows:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (this test holds {rows} rows)")
+
+    return model.register_forward_pre_hook(check, with_kwargs=True)
+
+
+def test_a_batch_that_runs_out_of_memory_is_split_and_answers_the_same(tiny_varied_model_dir, images):
+    loaded = load_model_and_processor(tiny_varied_model_dir, max_pixels=SMALL)
+    requests = _requests(images)
+    single = [p.text for p in Predictor(loaded, batch_size=1, generation=SHORT).predict(requests)]
+    predictor = Predictor(loaded, batch_size=8, generation=SHORT)
+    handle = accelerator_holding(loaded.model, 2)
+    try:
+        split = predictor.predict(requests)
+    finally:
+        handle.remove()
+    assert [p.text for p in split] == single
+    assert predictor.batch_size == 2 and max(p.timing.batch_size for p in split) == 2
+
+
+def test_a_single_request_that_runs_out_of_memory_raises(tiny_varied_model_dir, images):
+    loaded = load_model_and_processor(tiny_varied_model_dir, max_pixels=SMALL)
+    handle = accelerator_holding(loaded.model, 0)
+    try:
+        with pytest.raises(torch.OutOfMemoryError):
+            Predictor(loaded, batch_size=4, generation=SHORT).predict(_requests(images)[:3])
+    finally:
+        handle.remove()
 
 
 def test_a_length_sort_window_below_one_is_refused(tiny_varied_model_dir):

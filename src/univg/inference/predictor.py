@@ -11,6 +11,7 @@ pads its prompts to a length close to each of theirs; answers still come back in
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from transformers.generation.streamers import BaseStreamer
 
     from univg.models.loading import LoadedModel
+
+
+logger = logging.getLogger(__name__)
 
 
 class PromptTooLongError(ValueError):
@@ -303,9 +307,12 @@ class Predictor:
         """Answer every request, `batch_size` at a time; the answers come back in request order.
 
         Each window of `length_sort_window` batches is prepared first (images loaded, prompts built) and
-        batched by prompt length, so little of a batch is padding. A `streamer` receives the prompts and
-        then each decoding step's tokens of the whole batch (one row per request, in order), as
-        `generate` hands them over; the requests must fit one batch.
+        batched by prompt length, so little of a batch is padding. A batch that runs out of accelerator
+        memory is split in half and `batch_size` lowered to what fits, so a large batch size costs
+        nothing where it does not fit (greedy answers are the same; seeded sampling draws differently
+        after a split). A `streamer` receives the prompts and then each decoding step's tokens of the
+        whole batch (one row per request, in order), as `generate` hands them over; the requests must fit
+        one batch.
         """
         options = generation or self.generation
         requests = list(requests)
@@ -326,7 +333,7 @@ class Predictor:
             for first in range(0, len(order), self.batch_size):
                 members = sorted(order[first : first + self.batch_size])  # request order within a batch
                 batch = [prepared[i] for i in members]
-                results = self._run_batch(batch, sum(load_s[i] for i in members), options, streamer)
+                results = self._run_fitting(batch, sum(load_s[i] for i in members), options, streamer)
                 answers.update(zip(members, results, strict=True))
             predictions.extend(answers[i] for i in range(len(prepared)))
         return predictions
@@ -389,6 +396,29 @@ class Predictor:
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         return inputs
+
+    def _run_fitting(
+        self,
+        batch: list[_Prepared],
+        prepare_s: float,
+        options: GenerationOptions,
+        streamer: BaseStreamer | None,
+    ) -> list[Prediction]:
+        """`_run_batch`, halving the batch (and `batch_size` from then on) while it runs out of memory."""
+        import torch
+
+        try:
+            return self._run_batch(batch, prepare_s, options, streamer)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1 or streamer is not None:
+                raise
+        half = (len(batch) + 1) // 2
+        logger.warning("a batch of %d ran out of memory: batch size %d from now on", len(batch), half)
+        self.batch_size = min(self.batch_size, half)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        first = self._run_fitting(batch[:half], prepare_s / 2, options, None)
+        return first + self._run_fitting(batch[half:], prepare_s / 2, options, None)
 
     def _run_batch(
         self,
