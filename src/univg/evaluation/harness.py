@@ -73,7 +73,7 @@ class RunConfig:
     split: str | None = None
     tasks: list[str] | None = None
     limit: int | None = None  # at most this many samples per task (the first ones)
-    batch_size: int = 8
+    batch_size: int = 32  # a batch that does not fit is split (Predictor), so large costs nothing
     length_sort_window: int = 8  # batches sorted by prompt length together (1: the data's order)
     style: str | None = None  # univg or plain; default: the benchmark's (UniVG-R1's prompt)
     parse: ParseMode | None = None  # primary parse mode; default answer (univg) / first (plain)
