@@ -96,6 +96,25 @@ def resident_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
+class SavedActivations:
+    """Bytes autograd keeps for the backward pass (the activations), counted once per storage and
+    without the parameters it saves: exact on any device, unlike a CPU's resident memory."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self.storages: dict[int, int] = {}
+        self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor)
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in self.parameters:
+            self.storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    def mib(self) -> float:
+        return sum(self.storages.values()) / 2**20
+
+
 def measure(request: dict[str, Any]) -> dict[str, Any]:
     """In this (fresh) process: build the stage's trainer, train, and return its peak memory in MiB."""
     torch.set_num_threads(request["threads"])
@@ -116,24 +135,41 @@ def measure(request: dict[str, Any]) -> dict[str, Any]:
     trainer = (build_grpo_trainer if request["stage"] == "grpo" else build_sft_trainer)(config)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     parameters = sum(p.numel() for name, p in trainer.model.named_parameters() if "lora_" not in name)
+    saved = SavedActivations(trainer.model)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated() / 2**20
-        trainer.train()
+        with saved.hooks:
+            trainer.train()
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         before = resident_kib("VmRSS") / 1024
         Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from now
-        trainer.train()
+        with saved.hooks:
+            trainer.train()
         peak = resident_kib("VmHWM") / 1024
-    return {
+    reference = getattr(trainer, "ref_model", None)
+    copies = 1 + (reference is not None)  # full-fine-tuning GRPO with beta > 0 keeps a reference model
+    result = {
         "parameters": parameters,
         "trainable_parameters": trainable,
         "runtime_mib": runtime,
         "before_mib": before,
         "peak_mib": peak,
         "training_peak_mib": peak - runtime,  # comparable to a GPU's peak allocated memory
+        "weights_mib": copies * parameters * 4 / 2**20,  # float32
+        "gradients_and_adam_mib": 3 * trainable * 4 / 2**20,
+        "saved_activations_mib": saved.mib(),
     }
+    result["accounted_mib"] = accounted_peak(result)
+    return result
+
+
+def accounted_peak(parts: dict[str, float]) -> float:
+    """What must be resident at once: the weights and gradients, plus the saved activations during the
+    backward pass or Adam's two moments after it (the optimizer step comes once activations are freed)."""
+    gradients = parts["gradients_and_adam_mib"] / 3
+    return parts["weights_mib"] + gradients + max(parts["saved_activations_mib"], 2 * gradients)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -150,7 +186,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"group of {GENERATIONS} completions of {setting['new_tokens']} tokens, beta 0.04, so full fine-tuning "
         f"keeps a reference copy). Each row is a fresh process; {what} while training. On a CPU the "
         "process's runtime (Python, torch, transformers: its resident memory before loading anything) is "
-        "taken off, so `peak` is what the model, data, gradients, optimizer and activations need.",
+        "taken off, so `peak` is what the model, data, gradients, optimizer and activations need. The "
+        "parts: float32 weights (two copies where full-fine-tuning GRPO keeps a reference model), gradients "
+        "and Adam's two moments of what trains, and the activations autograd saved for the backward pass "
+        "(counted exactly, through `saved_tensors_hooks`). `needed` is what any device must hold at once: "
+        "weights and gradients, plus the activations during the backward pass or Adam's moments after it. "
+        "The measured peak adds the data, temporaries (logits, generation's cache) and, on a CPU, the "
+        "allocator's slack, which at this size swamps the differences; `needed` is the ratio to read.",
         "",
     ]
     for stage, options in result["stages"].items():
@@ -159,13 +201,19 @@ def markdown(result: dict[str, Any]) -> str:
             [
                 name,
                 f"{o['trainable_parameters'] / 1e6:.2f}M",
+                f"{o['weights_mib']:.0f}",
+                f"{o['gradients_and_adam_mib']:.0f}",
+                f"{o['saved_activations_mib']:.0f}",
+                f"{o['accounted_mib']:.0f}",
+                f"**{o['accounted_mib'] / base['accounted_mib']:.2f}**",
                 f"{o['training_peak_mib']:.0f}",
-                f"**{o['training_peak_mib'] / base['training_peak_mib']:.2f}**",
+                f"{o['training_peak_mib'] / base['training_peak_mib']:.2f}",
                 f"{o['runtime_mib']:.0f}",
             ]
             for name, o in options.items()
         ]
-        header = ["option", "trainable", "peak MiB", "peak vs first row", "runtime MiB"]
+        header = ["option", "trainable", "weights MiB", "grads + Adam MiB", "activations MiB", "needed MiB"]
+        header += ["needed vs first row", "peak MiB", "peak vs first row", "runtime MiB"]
         lines += [f"## {stage.upper()}", "", Table(header, rows).markdown(), ""]
     return "\n".join(lines)
 
