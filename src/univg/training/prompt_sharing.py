@@ -465,6 +465,8 @@ class PreallocatedLayer(DynamicLayer):
         self._slice()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self._length == 0:  # as DynamicLayer: an empty cache keeps its rows
+            return
         self._key_buffer, self._value_buffer = self._key_buffer[indices], self._value_buffer[indices]
         self._slice()
 
