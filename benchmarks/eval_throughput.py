@@ -1,42 +1,93 @@
-"""Evaluation throughput: batched vs one-at-a-time `univg eval run` on the tiny model, in one run.
+"""Evaluation throughput: `univg eval run` one request at a time against batched settings, in one run.
 
 Same tiny Qwen2-VL (random weights that answer differently per prompt, so answers run to the token
-limit), same synthetic held-out samples; the two settings alternate round by round so machine load
-hits both alike. Checks that both give identical predictions, then prints a table and the ratio.
+limit), same synthetic held-out samples over one-, two- and many-image tasks (prompt lengths differ);
+the settings alternate round by round so machine load hits all alike. Every setting must give the
+one-at-a-time predictions, id for id. Medians of wall and CPU seconds go to
+benchmarks/results/DATE-eval-throughput.{json,md}.
 
-    python benchmarks/eval_throughput.py [--n 48] [--batch-size 8] [--max-new-tokens 32] [--rounds 2]
+    python benchmarks/eval_throughput.py [--n 48] [--batch-sizes 8,16] [--max-new-tokens 32] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import torch
+from benchmark_support import Timed, machine, machine_line, medians, timed, write_results
+from transformers.utils import logging as transformers_logging
 
 from univg.data.synthetic import SynthConfig, generate_dataset
 from univg.evaluation.harness import RunConfig, run_evaluation
+from univg.evaluation.pages import Table
 from univg.evaluation.predictions import read_predictions
 from univg.models.tiny import TinySpec, build_tiny_model
 
 
-def one_run(
-    model: Path, synth: Path, out: Path, batch_size: int, max_new_tokens: int
-) -> tuple[float, float, dict]:
+def settings(batch_sizes: list[int]) -> dict[str, dict[str, int]]:
+    """Name -> (batch size, length-sort window): one at a time, then each batch size in the data's
+    order and batched by prompt length."""
+    chosen = {"one at a time": {"batch_size": 1, "length_sort_window": 1}}
+    for size in batch_sizes:
+        chosen[f"batch {size}, data order"] = {"batch_size": size, "length_sort_window": 1}
+        chosen[f"batch {size}, length-sorted"] = {"batch_size": size, "length_sort_window": 8}
+    return chosen
+
+
+def one_run(model: Path, synth: Path, out: Path, max_new_tokens: int, **batching: int) -> tuple[int, dict]:
     config = RunConfig(
         "synthetic",
         str(synth / "eval.jsonl"),
         str(model),
         str(out),
-        batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         progress=False,
         examples=0,
+        **batching,
     )
     outcome = run_evaluation(config)
-    responses = {k: r["response"] for k, r in read_predictions(out / "predictions.jsonl").records.items()}
-    return outcome.samples_per_s, outcome.tokens_per_s, responses
+    records = read_predictions(out / "predictions.jsonl").records
+    return outcome.generated_tokens, {k: r["response"] for k, r in records.items()}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    info, setting = result["machine"], result["setting"]
+    base = result["settings"]["one at a time"]
+    rows = [
+        [
+            name,
+            f"{s['samples_per_wall_s']:.2f}",
+            f"{s['samples_per_cpu_s']:.2f}",
+            f"{s['tokens_per_wall_s']:.0f}",
+            f"**{s['samples_per_wall_s'] / base['samples_per_wall_s']:.2f}x**",
+            f"{s['samples_per_cpu_s'] / base['samples_per_cpu_s']:.2f}x",
+            "yes" if s["identical_to_one_at_a_time"] else "**no**",
+        ]
+        for name, s in result["settings"].items()
+    ]
+    header = ["setting", "samples / s (wall)", "samples / CPU s", "tokens / s", "vs one at a time (wall)"]
+    header += ["(CPU)", "same predictions"]
+    return "\n".join(
+        [
+            f"# Evaluation throughput: batched vs one at a time ({info['date']})",
+            "",
+            f"Command: `python benchmarks/eval_throughput.py --n {setting['n']} --batch-sizes "
+            f"{','.join(map(str, setting['batch_sizes']))} --max-new-tokens {setting['max_new_tokens']} "
+            f"--rounds {setting['rounds']}`. Machine: {machine_line(info)}.",
+            "",
+            f"`univg eval run` on {setting['n']} synthetic held-out samples (one-, two- and many-image tasks), "
+            f"tiny random Qwen2-VL, greedy, up to {setting['max_new_tokens']} new tokens; medians of "
+            f"{setting['rounds']} alternating round(s) after a warm-up run. Length-sorted: windows of 8 batches "
+            "batched by prompt length (`--length-sort-window 8`, the default).",
+            "",
+            Table(header, rows).markdown(),
+            "",
+        ]
+    )
 
 
 def main() -> None:
@@ -44,51 +95,65 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, default=48, help="held-out samples (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=8, help="batched setting (default: %(default)s)")
+    parser.add_argument("--batch-sizes", default="8,16", help="batched settings (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="default: %(default)s")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default: %(default)s)")
-    parser.add_argument("--out", help="also write the numbers to this JSON file")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/results)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    transformers_logging.disable_progress_bar()
+    batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
+    chosen = settings(batch_sizes)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         synth = root / "synth"
         generate_dataset(synth, SynthConfig(n=0, n_eval=args.n, seed=0))
         model = build_tiny_model(root / "tiny", spec=TinySpec(initializer_range=0.1), seed=0)
-        one_run(model, synth, root / "warmup", 1, 2)  # first-call costs (imports, kernels) out of the way
-        rates: dict[int, list[tuple[float, float]]] = {1: [], args.batch_size: []}
-        answers: dict[int, dict] = {}
+        one_run(model, synth, root / "warmup", 2, batch_size=1, length_sort_window=1)  # first-call costs
+        runs: dict[str, list[Timed]] = {name: [] for name in chosen}
+        tokens: dict[str, list[int]] = {name: [] for name in chosen}
+        answers: dict[str, dict] = {}
         for round_index in range(args.rounds):
-            for batch_size in rates:
-                out = root / f"b{batch_size}-r{round_index}"
-                samples_s, tokens_s, answers[batch_size] = one_run(
-                    model, synth, out, batch_size, args.max_new_tokens
+            for index, (name, batching) in enumerate(chosen.items()):
+                out = root / f"s{index}-r{round_index}"
+                (generated, answers[name]), spent = timed(
+                    lambda out=out, batching=batching: one_run(
+                        model, synth, out, args.max_new_tokens, **batching
+                    )
                 )
-                rates[batch_size].append((samples_s, tokens_s))
-        identical = answers[1] == answers[args.batch_size]
+                runs[name].append(spent)
+                tokens[name].append(generated)
 
-    print(f"{args.n} synthetic samples, up to {args.max_new_tokens} new tokens, {args.rounds} rounds")
-    print(f"{'setting':<16} {'samples/s':>10} {'tokens/s':>10}")
-    medians = {}
-    for batch_size, values in rates.items():
-        medians[batch_size] = (
-            statistics.median(v[0] for v in values),
-            statistics.median(v[1] for v in values),
-        )
-        name = "one at a time" if batch_size == 1 else f"batch {batch_size}"
-        print(f"{name:<16} {medians[batch_size][0]:>10.2f} {medians[batch_size][1]:>10.1f}")
-    ratio = medians[args.batch_size][0] / medians[1][0]
-    print(f"batched / one-at-a-time throughput: {ratio:.2f}x; identical predictions: {identical}")
-    if args.out:
-        result = {
-            "n": args.n,
-            "max_new_tokens": args.max_new_tokens,
-            "samples_per_s": {str(k): v[0] for k, v in medians.items()},
-            "tokens_per_s": {str(k): v[1] for k, v in medians.items()},
-            "ratio": ratio,
-            "identical": identical,
+    summary = {}
+    for name, batching in chosen.items():
+        middle = medians(runs[name])
+        summary[name] = {
+            **batching,
+            "median_wall_s": middle.wall_s,
+            "median_cpu_s": middle.cpu_s,
+            "samples_per_wall_s": args.n / middle.wall_s,
+            "samples_per_cpu_s": args.n / middle.cpu_s,
+            "tokens_per_wall_s": statistics.median(tokens[name]) / middle.wall_s,
+            "identical_to_one_at_a_time": answers[name] == answers["one at a time"],
+            "wall_s": [r.wall_s for r in runs[name]],
+            "cpu_s": [r.cpu_s for r in runs[name]],
         }
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result = {
+        "machine": machine(),
+        "setting": {
+            "n": args.n,
+            "batch_sizes": batch_sizes,
+            "max_new_tokens": args.max_new_tokens,
+            "rounds": args.rounds,
+        },
+        "settings": summary,
+    }
+    text = markdown(result)
+    print(text)
+    for path in write_results("eval-throughput", result, text, args.out):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,21 @@ def test_batched_and_one_at_a_time_give_identical_predictions(
     assert outcome.generated == 6 and outcome.skipped == 0
 
 
+def test_length_sorted_batches_give_the_predictions_of_the_data_order(
+    reference, tiny_varied_model_dir, synth_dir, tmp_path
+):
+    out, _ = reference  # batches of 4 from a window of 8 batches: sorted by prompt length
+    run_evaluation(_config(tiny_varied_model_dir, synth_dir, tmp_path, length_sort_window=1))
+    assert _responses(tmp_path) == _responses(out)
+    sorted_batches = {
+        k: r["batch_size"] for k, r in read_predictions(out / "predictions.jsonl").records.items()
+    }
+    data_order = {
+        k: r["batch_size"] for k, r in read_predictions(tmp_path / "predictions.jsonl").records.items()
+    }
+    assert sorted_batches != data_order  # the batches were made differently, the answers are the same
+
+
 def test_run_writes_every_file_with_its_settings(reference):
     out, outcome = reference
     assert {p.name for p in out.iterdir()} >= {
@@ -93,8 +108,10 @@ def test_killed_run_resumes_to_the_same_results(
         return real_predict(self, requests, **kwargs)
 
     monkeypatch.setattr(Predictor, "predict", dies_on_second_batch)
-    with pytest.raises(KeyboardInterrupt):
-        run_evaluation(_config(tiny_varied_model_dir, synth_dir, tmp_path, batch_size=2))
+    with pytest.raises(KeyboardInterrupt):  # a call per batch; the rerun batches by prompt length
+        run_evaluation(
+            _config(tiny_varied_model_dir, synth_dir, tmp_path, batch_size=2, length_sort_window=1)
+        )
     monkeypatch.setattr(Predictor, "predict", real_predict)
     first = _responses(tmp_path)
     assert len(first) == 2

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from univg.core.boxes import CoordSystem
@@ -57,8 +59,84 @@ def test_batched_greedy_equals_one_by_one(predictor, images):
     assert [p.text for p in batched] == [p.text for p in single]
     assert [p.prompt_tokens for p in batched] == [p.prompt_tokens for p in single]
     assert len({p.text for p in batched}) > 1  # the model does answer differently: equality means something
-    assert [p.timing.batch_size for p in batched] == [4, 4, 4, 4, 3, 3, 3]
+    assert sorted(p.timing.batch_size for p in batched) == [3, 3, 3, 4, 4, 4, 4]
     assert all(p.generated_tokens <= SHORT.max_new_tokens for p in batched)
+
+
+class PromptPadding:
+    """The attention masks of each `generate` call's prompt (a forward pre-hook on the model)."""
+
+    def __init__(self, model) -> None:
+        self.masks: list[list[int]] = []
+        self.handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs) -> None:
+        cache = kwargs.get("cache")
+        if cache is None or cache.get_seq_length() == 0:  # the prefill, not a decoding step
+            mask = kwargs.get("attention_mask")  # None when no row is padded
+            ids = kwargs["input_ids"]
+            self.masks.append([ids.size(1)] * ids.size(0) if mask is None else mask.sum(dim=1).tolist())
+
+    def padding(self) -> int:
+        return sum(max(lengths) * len(lengths) - sum(lengths) for lengths in self.masks)
+
+
+def test_length_sorted_batches_pad_less_and_answer_the_same(tiny_varied_model_dir, images):
+    loaded = load_model_and_processor(tiny_varied_model_dir, max_pixels=SMALL)
+    requests = _requests(images)
+    results, padding, lengths = {}, {}, {}
+    for window in (1, 8):
+        predictor = Predictor(loaded, batch_size=2, generation=SHORT, length_sort_window=window)
+        recorder = PromptPadding(loaded.model)
+        results[window] = predictor.predict(requests)
+        recorder.handle.remove()
+        padding[window], lengths[window] = recorder.padding(), recorder.masks
+    assert [p.text for p in results[8]] == [p.text for p in results[1]]
+    assert [p.id for p in results[8]] == [p.id for p in results[1]]
+    assert padding[8] < padding[1]
+    batches = lengths[8]  # shortest prompts first: each batch's longest is at most the next one's shortest
+    assert all(max(a) <= min(b) for a, b in itertools.pairwise(batches))
+    assert sorted(x for b in batches for x in b) == sorted(x for b in lengths[1] for x in b)
+
+
+def accelerator_holding(model, rows: int):
+    """A hook on the real model that raises what CUDA raises when a forward has more than `rows` rows."""
+
+    def check(module, args, kwargs) -> None:
+        if kwargs["input_ids"].size(0) > rows:
+            raise torch.OutOfMemoryError(f"CUDA out of memory (this test holds {rows} rows)")
+
+    return model.register_forward_pre_hook(check, with_kwargs=True)
+
+
+def test_a_batch_that_runs_out_of_memory_is_split_and_answers_the_same(tiny_varied_model_dir, images):
+    loaded = load_model_and_processor(tiny_varied_model_dir, max_pixels=SMALL)
+    requests = _requests(images)
+    single = [p.text for p in Predictor(loaded, batch_size=1, generation=SHORT).predict(requests)]
+    predictor = Predictor(loaded, batch_size=8, generation=SHORT)
+    handle = accelerator_holding(loaded.model, 2)
+    try:
+        split = predictor.predict(requests)
+    finally:
+        handle.remove()
+    assert [p.text for p in split] == single
+    assert predictor.batch_size == 2 and max(p.timing.batch_size for p in split) == 2
+
+
+def test_a_single_request_that_runs_out_of_memory_raises(tiny_varied_model_dir, images):
+    loaded = load_model_and_processor(tiny_varied_model_dir, max_pixels=SMALL)
+    handle = accelerator_holding(loaded.model, 0)
+    try:
+        with pytest.raises(torch.OutOfMemoryError):
+            Predictor(loaded, batch_size=4, generation=SHORT).predict(_requests(images)[:3])
+    finally:
+        handle.remove()
+
+
+def test_a_length_sort_window_below_one_is_refused(tiny_varied_model_dir):
+    loaded = load_model_and_processor(tiny_varied_model_dir, max_pixels=SMALL)
+    with pytest.raises(ValueError, match="length_sort_window must be at least 1"):
+        Predictor(loaded, length_sort_window=0)
 
 
 def test_results_follow_request_order_and_ids(predictor, images):

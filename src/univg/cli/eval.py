@@ -104,6 +104,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="requests per batch (default: %(default)s)",
     )
     run.add_argument(
+        "--length-sort-window",
+        type=positive,
+        default=RunConfig.length_sort_window,
+        metavar="BATCHES",
+        help="batch the requests of this many batches by prompt length, so little is padding; 1 keeps the "
+        "data's order (same answers either way; default: %(default)s)",
+    )
+    run.add_argument(
         "--style",
         choices=("univg", "plain"),
         help="prompt: univg = UniVG-R1's reasoning suffix (default), plain = Qwen2-VL plain grounding",

@@ -76,7 +76,8 @@ class RunConfig:
     split: str | None = None
     tasks: list[str] | None = None
     limit: int | None = None  # at most this many samples per task (the first ones)
-    batch_size: int = 8
+    batch_size: int = 32  # a batch that does not fit is split (Predictor), so large costs nothing
+    length_sort_window: int = 8  # batches sorted by prompt length together (1: the data's order)
     style: str | None = None  # univg or plain; default: the benchmark's (UniVG-R1's prompt)
     parse: ParseMode | None = None  # primary parse mode; default answer (univg) / first (plain)
     max_new_tokens: int = 256
@@ -249,13 +250,15 @@ def _requests(samples: list[GroundingSample]) -> list[Request]:
 def _answer(
     predictor: Grounder, samples: list[GroundingSample], task_of: dict[str, str]
 ) -> Iterator[dict[str, Any]]:
-    """Prediction records for a batch; a request that cannot run becomes an error record on its own."""
+    """Prediction records for a window of batches; a request that cannot run becomes an error record on
+    its own (a window that fails is retried batch by batch, a batch that fails request by request)."""
     try:
         predictions = predictor.predict(_requests(samples))
     except ValueError as exc:
         if len(samples) > 1:
-            for sample in samples:
-                yield from _answer(predictor, [sample], task_of)
+            step = predictor.batch_size if len(samples) > predictor.batch_size else 1
+            for begin in range(0, len(samples), step):
+                yield from _answer(predictor, samples[begin : begin + step], task_of)
             return
         yield {"id": samples[0].id, "task": task_of[samples[0].id], "response": "", "error": str(exc)}
         return
@@ -316,6 +319,10 @@ def _plan(config: RunConfig) -> _Plan:
     """Check the config, read the benchmark and refuse to resume predictions made differently."""
     if config.batch_size < 1:
         raise UsageError(f"{{option}} must be at least 1, got {config.batch_size}", option="batch_size")
+    if config.length_sort_window < 1:
+        raise UsageError(
+            f"{{option}} must be at least 1, got {config.length_sort_window}", option="length_sort_window"
+        )
     out = check_output(config.out, kind="folder", resumable=True, option="out")
     data = load_benchmark(
         config.benchmark,
@@ -409,7 +416,13 @@ def _grounder(plan: _Plan, ranks: _Ranks) -> tuple[Grounder, CoordSystem]:
         min_pixels=config.min_pixels,
         max_pixels=config.max_pixels,
     )
-    predictor = Predictor(loaded, batch_size=config.batch_size, generation=plan.generation, style=plan.style)
+    predictor = Predictor(
+        loaded,
+        batch_size=config.batch_size,
+        generation=plan.generation,
+        style=plan.style,
+        length_sort_window=config.length_sort_window,
+    )
     return predictor, loaded.coords
 
 
@@ -437,15 +450,17 @@ def _generate(
     progress: bool,
     desc: str,
 ) -> tuple[int, int]:
-    """Answer a shard batch by batch, appending each answer as it comes; (answers, generated tokens)."""
+    """Answer a shard a window of batches at a time (the predictor batches a window by prompt length),
+    appending each answer as its window is done; (answers, generated tokens)."""
     from tqdm import tqdm
 
     answered = tokens = 0
     started = time.perf_counter()
     bar = tqdm(total=len(shard), unit="sample", desc=desc, disable=not progress, dynamic_ncols=True)
     with AppendLog(target) as log, bar:
-        for begin in range(0, len(shard), predictor.batch_size):
-            for record in _answer(predictor, shard[begin : begin + predictor.batch_size], task_of):
+        window = predictor.batch_size * predictor.length_sort_window
+        for begin in range(0, len(shard), window):
+            for record in _answer(predictor, shard[begin : begin + window], task_of):
                 log.append(record)
                 answered += 1
                 tokens += int(record.get("generated_tokens", 0))

@@ -98,6 +98,7 @@ class EndpointPredictor:
             base_url=base_url, api_key=api_key or "no-key", timeout=timeout_s, max_retries=max_retries
         )
         self.batch_size = concurrency  # the harness hands over this many requests at a time
+        self.length_sort_window = 1  # requests run one per connection: nothing is padded
         self.generation = generation or GenerationOptions()
         self.style = PromptStyle(style)
         self.parse_mode = default_parse_mode(self.style)

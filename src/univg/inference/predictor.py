@@ -3,12 +3,15 @@
 The CLI, the evaluator, the server and the demo all predict through `Predictor`, so they see the same
 prompts (the one prompt builder), the same pixels (the one image loader) and the same box reading (the
 one parser: `read_box`, and `answer_image` for the image the box is in). Requests run in batches with
-left padding, so a batched greedy answer is the answer the request gets on its own.
+left padding, so a batched greedy answer is the answer the request gets on its own. Within a window of
+`length_sort_window` batches the requests are batched by prompt length (shortest first), so a batch
+pads its prompts to a length close to each of theirs; answers still come back in request order.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -35,6 +38,9 @@ if TYPE_CHECKING:
     from transformers.generation.streamers import BaseStreamer
 
     from univg.models.loading import LoadedModel
+
+
+logger = logging.getLogger(__name__)
 
 
 class PromptTooLongError(UnivgError, ValueError):
@@ -150,6 +156,7 @@ class Grounder(Protocol):
     """What answers grounding requests in batches: `Predictor`, or `endpoint.EndpointPredictor`."""
 
     batch_size: int
+    length_sort_window: int  # a `predict` call of this many batches is batched by prompt length
 
     def predict(
         self, requests: Iterable[Request], *, generation: GenerationOptions | None = None
@@ -264,13 +271,17 @@ class Predictor:
         generation: GenerationOptions | None = None,
         style: PromptStyle | str = PromptStyle.UNIVG,
         parse_mode: ParseMode | None = None,
+        length_sort_window: int = 8,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if length_sort_window < 1:
+            raise ValueError(f"length_sort_window must be at least 1, got {length_sort_window}")
         self.model = loaded.model
         self.processor = loaded.processor
         self.coords = loaded.coords
         self.batch_size = batch_size
+        self.length_sort_window = length_sort_window  # batches whose requests are sorted by length
         self.generation = generation or GenerationOptions()
         self.style = PromptStyle(style)
         self.parse_mode: ParseMode = parse_mode or default_parse_mode(self.style)
@@ -294,10 +305,15 @@ class Predictor:
         generation: GenerationOptions | None = None,
         streamer: BaseStreamer | None = None,
     ) -> list[Prediction]:
-        """Answer every request, in order, `batch_size` at a time.
+        """Answer every request, `batch_size` at a time; the answers come back in request order.
 
-        A `streamer` receives the prompts and then each decoding step's tokens of the whole batch (one
-        row per request, in order), as `generate` hands them over; the requests must fit one batch.
+        Each window of `length_sort_window` batches is prepared first (images loaded, prompts built) and
+        batched by prompt length, so little of a batch is padding. A batch that runs out of accelerator
+        memory is split in half and `batch_size` lowered to what fits, so a large batch size costs
+        nothing where it does not fit (greedy answers are the same; seeded sampling draws differently
+        after a split). A `streamer` receives the prompts and then each decoding step's tokens of the
+        whole batch (one row per request, in order), as `generate` hands them over; the requests must fit
+        one batch.
         """
         options = generation or self.generation
         requests = list(requests)
@@ -306,9 +322,21 @@ class Predictor:
                 f"a streamer needs one batch: {len(requests)} requests, batch size {self.batch_size}"
             )
         predictions: list[Prediction] = []
-        for start in range(0, len(requests), self.batch_size):
-            batch = requests[start : start + self.batch_size]
-            predictions.extend(self._run_batch(batch, start, options, streamer))
+        window = self.batch_size * self.length_sort_window
+        for start in range(0, len(requests), window):
+            prepared, load_s = [], []
+            for index, request in enumerate(requests[start : start + window], start):
+                begun = time.perf_counter()
+                prepared.append(self._prepare(request, index, options.max_new_tokens))
+                load_s.append(time.perf_counter() - begun)
+            order = sorted(range(len(prepared)), key=lambda i: prepared[i].prompt_tokens)
+            answers: dict[int, Prediction] = {}
+            for first in range(0, len(order), self.batch_size):
+                members = sorted(order[first : first + self.batch_size])  # request order within a batch
+                batch = [prepared[i] for i in members]
+                results = self._run_fitting(batch, sum(load_s[i] for i in members), options, streamer)
+                answers.update(zip(members, results, strict=True))
+            predictions.extend(answers[i] for i in range(len(prepared)))
         return predictions
 
     def predict_one(self, request: Request, *, generation: GenerationOptions | None = None) -> Prediction:
@@ -370,10 +398,33 @@ class Predictor:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         return inputs
 
+    def _run_fitting(
+        self,
+        batch: list[_Prepared],
+        prepare_s: float,
+        options: GenerationOptions,
+        streamer: BaseStreamer | None,
+    ) -> list[Prediction]:
+        """`_run_batch`, halving the batch (and `batch_size` from then on) while it runs out of memory."""
+        import torch
+
+        try:
+            return self._run_batch(batch, prepare_s, options, streamer)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1 or streamer is not None:
+                raise
+        half = (len(batch) + 1) // 2
+        logger.warning("a batch of %d ran out of memory: batch size %d from now on", len(batch), half)
+        self.batch_size = min(self.batch_size, half)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        first = self._run_fitting(batch[:half], prepare_s / 2, options, None)
+        return first + self._run_fitting(batch[half:], prepare_s / 2, options, None)
+
     def _run_batch(
         self,
-        requests: list[Request],
-        offset: int,
+        batch: list[_Prepared],
+        prepare_s: float,
         options: GenerationOptions,
         streamer: BaseStreamer | None = None,
     ) -> list[Prediction]:
@@ -381,9 +432,6 @@ class Predictor:
         from transformers import GenerationConfig
 
         start = time.perf_counter()
-        batch = [
-            self._prepare(request, offset + i, options.max_new_tokens) for i, request in enumerate(requests)
-        ]
         inputs = self._encode(batch)
         loaded_at = time.perf_counter()
 
@@ -405,7 +453,7 @@ class Predictor:
         with torch.inference_mode():
             output = self.model.generate(**inputs, generation_config=config, streamer=streamer)
         generated = output[:, inputs["input_ids"].shape[1] :].tolist()
-        timing = Timing(len(batch), loaded_at - start, time.perf_counter() - loaded_at)
+        timing = Timing(len(batch), prepare_s + loaded_at - start, time.perf_counter() - loaded_at)
         return [
             self._prediction(p, ids, timing, config.eos_token_id)
             for p, ids in zip(batch, generated, strict=True)

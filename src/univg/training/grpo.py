@@ -33,6 +33,7 @@ from univg.training.data import (
     trl_dataset,
 )
 from univg.training.group_difficulty import GroupDifficulty, group_difficulty
+from univg.training.grpo_speed import GRPOSpeedArguments, SharedPromptWorkMixin
 from univg.training.model_config import UniVGModelConfig, frozen_parts, load_training_model
 from univg.training.runner import ExactResumeMixin, TrainResult, run_trainer
 
@@ -47,9 +48,9 @@ PAPER_PHIS = ("none", "exp", "log", "square")  # none is plain GRPO, the baselin
 
 
 @dataclass
-class UniVGGRPOConfig(TrainingDataArguments, UniVGModelConfig, GRPOConfig):
-    """TRL's GRPOConfig and ModelConfig plus our data, reward and difficulty fields, with the paper's
-    objective as the defaults (YAML recipes set them all)."""
+class UniVGGRPOConfig(TrainingDataArguments, GRPOSpeedArguments, UniVGModelConfig, GRPOConfig):
+    """TRL's GRPOConfig and ModelConfig plus our data, reward, difficulty and speed fields, with the
+    paper's objective as the defaults (YAML recipes set them all)."""
 
     loss_type: str = field(
         default="grpo",
@@ -210,7 +211,7 @@ def reward_function_name(function: Callable[..., Any]) -> str:
     return getattr(function, "__name__", type(function).__name__)
 
 
-class DifficultyAwareGRPOTrainer(ExactResumeMixin, GRPOTrainer):
+class DifficultyAwareGRPOTrainer(ExactResumeMixin, SharedPromptWorkMixin, GRPOTrainer):
     """GRPOTrainer whose advantages are weighted by phi(group mIoU), computed on the gathered rewards."""
 
     args: UniVGGRPOConfig
