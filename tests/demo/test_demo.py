@@ -159,3 +159,20 @@ def test_the_full_demo_shows_the_method_working(tmp_path: Path) -> None:
             stages[key]["hard_share_first_last_quarter"],
         )
         assert easy[1] > easy[0] and hard[1] < hard[0], key
+
+
+@pytest.mark.parametrize(
+    ("values", "window", "means"),
+    [
+        ([1.0, 0.0, 1.0, 1.0], 2, [1.0, 0.5, 0.5, 1.0]),
+        ([0.0, 1.0, 1.0], 1, [0.0, 1.0, 1.0]),
+        ([1.0, 0.0, 0.0, 1.0], 10, [1.0, 0.5, 1 / 3, 0.5]),
+        ([], 5, []),
+    ],
+)
+def test_the_difficulty_shares_are_averaged_over_the_last_steps(
+    values: list[float], window: int, means: list[float]
+) -> None:
+    from univg.demo.report import trailing_mean
+
+    assert trailing_mean(values, window) == pytest.approx(means)

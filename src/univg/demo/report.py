@@ -101,6 +101,20 @@ def terminal_summary(results: DemoResults) -> str:
     return "\n".join(parts)
 
 
+# A step holds only a few prompt groups: its shares and rewards are averaged over the last steps to show a trend
+# (the raw rewards are drawn faintly beneath).
+SHARE_WINDOW = 20
+
+
+def trailing_mean(values: list[float], window: int) -> list[float]:
+    """Each value replaced by the mean of it and the up to `window - 1` values before it."""
+    means, total = [], 0.0
+    for index, value in enumerate(values):
+        total += value - (values[index - window] if index >= window else 0.0)
+        means.append(total / min(index + 1, window))
+    return means
+
+
 def write_figures(results: DemoResults, folder: Path) -> dict[str, Path]:
     """Reward curves of both GRPO runs, their phi, and the easy / medium / hard shares (Fig. 3)."""
     import matplotlib
@@ -118,8 +132,11 @@ def write_figures(results: DemoResults, folder: Path) -> dict[str, Path]:
             (axes[2], "difficulty/phi_mean", "mean phi"),
         ):
             steps, values = stage.series(key)
-            axis.plot(steps, values, color=colour, label=stage.label, linewidth=1)
-            axis.set_title(title)
+            axis.plot(steps, values, color=colour, linewidth=0.6, alpha=0.3)
+            axis.plot(
+                steps, trailing_mean(values, SHARE_WINDOW), color=colour, label=stage.label, linewidth=1.5
+            )
+            axis.set_title(f"{title} (mean of the last {SHARE_WINDOW} steps)")
             axis.set_xlabel("step")
     axes[1].legend()
     paths["rewards"] = save_figure(fig, folder / "grpo_rewards.png")
@@ -130,10 +147,10 @@ def write_figures(results: DemoResults, folder: Path) -> dict[str, Path]:
         steps = series[0][0]
         if steps and all(len(values) == len(steps) for _, values in series):
             axis.stackplot(
-                steps, *(values for _, values in series), labels=BUCKETS, alpha=0.8,
+                steps, *(trailing_mean(values, SHARE_WINDOW) for _, values in series), labels=BUCKETS, alpha=0.8,
                 colors=("tab:green", "tab:orange", "tab:red"),
             )  # fmt: skip
-        axis.set_title(f"{stage.label}: share of easy / medium / hard groups")
+        axis.set_title(f"{stage.label}: easy / medium / hard groups (last {SHARE_WINDOW} steps)")
         axis.set_xlabel("step")
         axis.set_ylim(0, 1)
         axis.legend(loc="upper right")
