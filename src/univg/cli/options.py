@@ -60,60 +60,28 @@ def _number(text: str) -> float:
     return value
 
 
-def positive(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _checked(
+    name: str, read: Callable[[str], Any], accepts: Callable[[Any], bool], rule: str
+) -> Callable[[str], Any]:
+    """An argparse type: `read` the text, then refuse a value that `accepts` rejects, saying the rule."""
+
+    def check(text: str) -> Any:
+        value = read(text)
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text.strip()}")
+        return value
+
+    check.__name__ = name
+    return check
 
 
-def non_negative(text: str) -> int:
-    """An argparse type: an integer of at least 0."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def non_negative_number(text: str) -> float:
-    """An argparse type: a finite number of at least 0."""
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def positive_number(text: str) -> float:
-    """An argparse type: a finite number above 0."""
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """An argparse type: a number in [0, 1]."""
-    value = _number(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    """An argparse type: a number in (0, 1], such as a top-p."""
-    value = _number(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
-    return value
-
-
-def port(text: str) -> int:
-    """An argparse type: a TCP port, 0 (any free one) to 65535."""
-    value = _integer(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {value}")
-    return value
+positive = _checked("positive", _integer, lambda v: v >= 1, "must be at least 1")
+non_negative = _checked("non_negative", _integer, lambda v: v >= 0, "must be 0 or more")
+non_negative_number = _checked("non_negative_number", _number, lambda v: v >= 0, "must be 0 or more")
+positive_number = _checked("positive_number", _number, lambda v: v > 0, "must be above 0")
+fraction = _checked("fraction", _number, lambda v: 0 <= v <= 1, "must be between 0 and 1")
+probability = _checked("probability", _number, lambda v: 0 < v <= 1, "must be above 0 and at most 1")
+port = _checked("port", _integer, lambda v: 0 <= v <= 65535, "must be a port number from 0 to 65535")
 
 
 def add_loading_options(parser: argparse.ArgumentParser | Any, *, device_map_default: str) -> None:
