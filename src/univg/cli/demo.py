@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from univg.cli.options import command, options_for, positive
+from univg.cli.options import add_defaulted, command, options_for, positive
 
 
 def _run_options(parser: argparse.ArgumentParser, *, out: str, threads_help: str) -> None:
@@ -75,23 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="start from this checkpoint (an earlier base) instead of random weights; its card is kept",
     )
-    pretrain.add_argument(
-        "--n-train",
-        type=positive,
-        default=PretrainConfig.n_train,
-        help="training samples (default: %(default)s)",
-    )
-    pretrain.add_argument(
-        "--n-eval",
-        type=positive,
-        default=PretrainConfig.n_eval,
-        help="held-out samples (default: %(default)s)",
-    )
-    pretrain.add_argument(
-        "--batch-size",
-        type=positive,
-        default=PretrainConfig.batch_size,
-        help="samples a step (default: %(default)s)",
+    add_defaulted(
+        pretrain,
+        PretrainConfig,
+        ("--n-train", positive, "training samples"),
+        ("--n-eval", positive, "held-out samples"),
+        ("--batch-size", positive, "samples a step"),
     )
     command(pretrain, run_pretrain)
 

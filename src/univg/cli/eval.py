@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from univg.cli.options import add_loading_options, command, non_negative, options_for, positive
+from univg.cli.options import add_defaulted, add_loading_options, command, non_negative, options_for, positive
 from univg.core.errors import UsageError
 
 _COORDS = ("qwen2vl", "qwen25vl", "normalized")
@@ -85,24 +85,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     endpoint.add_argument(
         "--api-key-env", metavar="VAR", help="environment variable holding the endpoint's API key"
     )
-    endpoint.add_argument(
-        "--concurrency",
-        type=positive,
-        default=RunConfig.concurrency,
-        help="requests in flight (default: %(default)s)",
-    )
+    add_defaulted(endpoint, RunConfig, ("--concurrency", positive, "requests in flight"))
     endpoint.add_argument(
         "--coords",
         choices=_COORDS,
         help="how the endpoint's model writes boxes (default: qwen2vl; a local model's family decides)",
     )
     run.add_argument("--out", required=True, metavar="DIR", help="output folder (reused to resume)")
-    run.add_argument(
-        "--batch-size",
-        type=positive,
-        default=RunConfig.batch_size,
-        help="requests per batch (default: %(default)s)",
-    )
+    add_defaulted(run, RunConfig, ("--batch-size", positive, "requests per batch"))
     run.add_argument(
         "--length-sort-window",
         type=positive,

@@ -84,6 +84,16 @@ probability = _checked("probability", _number, lambda v: 0 < v <= 1, "must be ab
 port = _checked("port", _integer, lambda v: 0 <= v <= 65535, "must be a port number from 0 to 65535")
 
 
+def add_defaulted(
+    parser: argparse.ArgumentParser | Any, defaults: Any, *options: tuple[str, Any, str]
+) -> None:
+    """Options (flag, type, help) whose default is the field of `defaults` the flag names (--n-eval: n_eval),
+    so the CLI's defaults are the config's and the help shows them."""
+    for flag, kind, text in options:
+        default = getattr(defaults, flag.lstrip("-").replace("-", "_"))
+        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
+
+
 def add_loading_options(parser: argparse.ArgumentParser | Any, *, device_map_default: str) -> None:
     """How a local --model is loaded (dests named as `load_model_and_processor`'s parameters)."""
     parser.add_argument("--adapter", help="a LoRA adapter to apply on top of --model")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from univg.cli.options import (
+    add_defaulted,
     add_loading_options,
     command,
     non_negative_number,
@@ -69,26 +70,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fetch http(s) image URLs (public addresses only, with size and time limits); off by default",
     )
-    parser.add_argument(
-        "--max-images", type=positive, default=defaults.max_images, help="per request (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--max-image-pixels",
-        type=positive,
-        default=defaults.max_image_pixels,
-        help="largest image accepted, width x height (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-text-chars",
-        type=positive,
-        default=defaults.max_text_chars,
-        help="text of one request (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-tokens",
-        type=positive,
-        default=defaults.max_tokens,
-        help="most tokens a request may ask for (default: %(default)s)",
+    add_defaulted(
+        parser,
+        defaults,
+        ("--max-images", positive, "per request"),
+        ("--max-image-pixels", positive, "largest image accepted, width x height"),
+        ("--max-text-chars", positive, "text of one request"),
+        ("--max-tokens", positive, "most tokens a request may ask for"),
     )
     parser.add_argument(
         "--max-body-mb",
