@@ -13,7 +13,15 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from univg.cli.options import command, fraction, non_negative_number, port, positive, positive_number
+from univg.cli.options import (
+    add_defaulted,
+    command,
+    fraction,
+    non_negative_number,
+    port,
+    positive,
+    positive_number,
+)
 from univg.core.errors import UnivgError
 
 if TYPE_CHECKING:
@@ -35,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_generate(cot: argparse._SubParsersAction) -> None:
+    from univg.cot.runner import GenerateConfig
     from univg.cot.verify import DEFAULT_IOU_THRESHOLD
 
     parser = cot.add_parser(
@@ -58,15 +67,11 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
         metavar="VAR",
         help="environment variable holding the API key (default: send none, as vLLM and univg cot teacher need)",
     )
-    parser.add_argument(
-        "--chains", type=positive, default=3, metavar="N", help="chains per sample (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=positive,
-        default=8,
-        metavar="C",
-        help="samples in flight (default: %(default)s)",
+    add_defaulted(
+        parser,
+        GenerateConfig,
+        ("--chains", positive, "chains per sample"),
+        ("--concurrency", positive, "samples in flight"),
     )
     parser.add_argument(
         "--rpm", type=positive_number, metavar="R", help="at most R requests per minute, evenly spaced"
@@ -77,15 +82,11 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
         metavar="USD",
         help="stop before the total cost of OUT (all runs) could pass this; needs the prices",
     )
-    parser.add_argument(
-        "--price-in", type=non_negative_number, default=0.0, metavar="P", help="USD per million prompt tokens"
-    )
-    parser.add_argument(
-        "--price-out",
-        type=non_negative_number,
-        default=0.0,
-        metavar="P",
-        help="USD per million completion tokens",
+    add_defaulted(
+        parser,
+        GenerateConfig,
+        ("--price-in", non_negative_number, "USD per million prompt tokens"),
+        ("--price-out", non_negative_number, "USD per million completion tokens"),
     )
     parser.add_argument(
         "--image-root", metavar="DIR", help="folder image paths start from (default: the input's)"
