@@ -18,6 +18,7 @@ from univg.cli.options import (
     command,
     fraction,
     non_negative_number,
+    options_for,
     port,
     positive,
     positive_number,
@@ -178,31 +179,12 @@ def run_generate(args: argparse.Namespace) -> int:
             else tuple(r.strip() for r in args.retry_rejected.split(",") if r.strip())
         )
     try:
+        # Options named as GenerateConfig's fields pass by name; the rest are read or spelled differently.
         config = GenerateConfig(
-            input=args.input,
-            out=args.out,
-            teacher_url=args.teacher_url,
-            teacher_model=args.teacher_model,
-            api_key_env=args.api_key_env,
-            chains=args.chains,
-            concurrency=args.concurrency,
-            rpm=args.rpm,
-            max_cost=args.max_cost,
-            price_in=args.price_in,
-            price_out=args.price_out,
-            image_root=args.image_root,
-            limit=args.limit,
-            prompts=args.prompts,
-            coords=args.coords,
-            iou_threshold=args.iou_threshold,
-            temperature=args.temperature,
-            max_tokens=args.max_tokens,
-            judge_max_tokens=args.judge_max_tokens,
+            **{**options_for(GenerateConfig, args), "retry_rejected": reasons},
             judge_images=not args.judge_text_only,
             timeout_s=args.timeout,
             retry=RetryPolicy(max_attempts=args.max_attempts),
-            retry_rejected=reasons,
-            allow_changed_settings=args.allow_changed_settings,
             progress=not args.no_progress,
         )
         generator = Generator(config)
