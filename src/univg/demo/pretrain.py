@@ -14,7 +14,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +258,7 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
         losses += [(steps + step, loss) for step, loss in record["losses"]]
         steps += record["steps"]
         records.append({k: v for k, v in record.items() if k not in ("losses", "init")})
-        ran.append(Phase(phase.tasks, phase.difficulty, record["steps"], phase.anneal))
+        ran.append(replace(phase, steps=record["steps"]))
         say(
             f"pretrain {number}: {record['steps']} steps, held-out Acc@0.5 {record['accuracy']['average']:.1f}"
         )
