@@ -115,6 +115,28 @@ def test_answers_in_each_style_and_form(style: str, box_tags: bool | None, expec
     assert is_loose_format(answer) == (style == "univg")
 
 
+def test_named_plain_answers_and_chainless_simple_references() -> None:
+    """Qwen2-VL's grounded form names the target before its box; a simple reference can drop its chain."""
+    box = (0.1, 0.2, 0.3, 0.4)
+    named = GroundingSample(
+        "1", "locate", "synthetic", ["a.png"], "q", 0, box, cot="why", extra={"phrase": "the red circle"}
+    )
+    answer = sample_messages(named, style="plain", with_answer=True, box_tags=False, name_target=True)
+    text = answer[1]["content"][0]["text"]
+    assert text == "<|object_ref_start|>the red circle<|object_ref_end|>(100, 200), (300, 400)"
+    assert extract_box(text, "first") == (100, 200, 300, 400)
+    unnamed = GroundingSample("2", "locate", "synthetic", ["a.png"], "q", 0, box)
+    with pytest.raises(ValueError, match=r"sample 2: extra\.phrase is missing"):
+        sample_messages(unnamed, style="plain", with_answer=True, name_target=True)
+    referring = GroundingSample("3", "referring", "synthetic", ["a.png"], "the red circle", 0, box, cot="why")
+    for chains, expected in ((True, "<think>why</think><answer>"), (False, "<answer>")):
+        reply = sample_messages(referring, with_answer=True, simple_reference_chains=chains)[1]
+        assert reply["content"][0]["text"] == expected + "(100, 200), (300, 400)</answer>"
+    two_images = GroundingSample("4", "locate", "synthetic", ["a.png", "b.png"], "q", 1, box, cot="why")
+    reply = sample_messages(two_images, with_answer=True, simple_reference_chains=False)[1]
+    assert reply["content"][0]["text"].startswith("<think>why</think>")  # not a simple reference: kept
+
+
 boxes = st.tuples(st.floats(0, 0.49), st.floats(0, 0.49), st.floats(0.51, 1), st.floats(0.51, 1)).map(
     lambda b: (b[0], b[1], b[2], b[3])
 )

@@ -48,18 +48,20 @@ def test_rebuild_command_runs_its_phases_and_a_rerun_skips_what_is_done(
 ) -> None:
     out = tmp_path / "pretrain"
     argv = ["demo", "pretrain-base", "--out", str(out), "--n-train", "32", "--n-eval", "4"]
-    argv += ["--phase", "referring:easy:2", "--phase", "pretrain:mixed:3:anneal"]
+    argv += ["--phase", "referring:easy:2", "--phase", "pretrain:mixed:3:named:anneal"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "5 steps" in printed and "held-out Acc@0.5 locate" in printed
     log = json.loads((out / "base" / PRETRAIN_LOG).read_text(encoding="utf-8"))
-    assert log["steps"] == 5 and set(log["accuracy"]) == {"referring", "locate", "average"}
-    assert [p["phase"] for p in log["phases"]] == ["referring:easy:2", "referring,locate:mixed:3:anneal"]
+    assert log["steps"] == 5 and set(log["accuracy"]) == {"referring", "locate", "marked", "average"}
+    named = "referring,locate,marked:mixed:3:named:anneal"
+    assert [p["phase"] for p in log["phases"]] == ["referring:easy:2", named]
     assert set(log["phases"][0]["accuracy"]) == {"referring", "average"}
     assert all("init" not in p for p in log["phases"])  # no machine-specific paths in a shipped log
     card = (out / "base" / CARD).read_text(encoding="utf-8")
-    assert "--phase referring:easy:2 --phase referring,locate:mixed:3:anneal" in card
-    assert "| referring:easy | 2 |" in card and "| referring,locate:mixed (lr annealed to 0) | 3 |" in card
+    assert f"--phase referring:easy:2 --phase {named}" in card
+    label = "referring,locate,marked:mixed (answers name the target, lr annealed to 0)"
+    assert "| referring:easy | 2 |" in card and f"| {label} | 3 |" in card
     weights = (out / "base" / "model.safetensors").read_bytes()
 
     # Both phases are done: the same command trains nothing and exports the same weights.
@@ -79,6 +81,7 @@ def test_rebuild_command_runs_its_phases_and_a_rerun_skips_what_is_done(
         ("pointing:easy:10", "unknown or no tasks"),
         ("referring:easy:10:cool", "expected TASKS:DIFFICULTY:STEPS"),
         ("referring:easy:10:anneal:anneal", "expected TASKS:DIFFICULTY:STEPS"),
+        ("referring:easy:10:named:named", "expected TASKS:DIFFICULTY:STEPS"),
     ],
 )
 def test_a_bad_phase_is_refused_with_its_text(text: str, problem: str) -> None:
@@ -91,14 +94,19 @@ def test_a_bad_phase_is_refused_with_its_text(text: str, problem: str) -> None:
 def test_phase_text_round_trips() -> None:
     from univg.demo.pretrain import DEFAULT_PHASES, Phase
 
-    for phase in (*DEFAULT_PHASES, Phase(("referring", "locate"), "mixed", 4000, anneal=True)):
+    extra = (
+        Phase(("referring", "locate"), "mixed", 4000, anneal=True),
+        Phase(("marked",), "easy", 5, named=True),
+    )
+    for phase in (*DEFAULT_PHASES, *extra):
         assert Phase.parse(str(phase)) == phase
     assert str(Phase.parse("referring:easy:10:anneal")) == "referring:easy:10:anneal"
+    assert str(Phase.parse("referring:easy:10:anneal:named")) == "referring:easy:10:named:anneal"
 
 
 @pytest.mark.parametrize(
     ("text", "schedule", "warmup"),
-    [("referring:easy:10", "constant_with_warmup", 50), ("referring:easy:10:anneal", "linear", 0)],
+    [("referring:easy:10", "constant_with_warmup", 50), ("referring:easy:10:named:anneal", "linear", 0)],
 )
 def test_an_annealed_phase_decays_the_learning_rate_from_the_start(
     tmp_path: Path, text: str, schedule: str, warmup: int
@@ -109,6 +117,7 @@ def test_an_annealed_phase_decays_the_learning_rate_from_the_start(
     sft = phase_config(PretrainConfig(out=tmp_path), phase, tmp_path / "init", tmp_path / "train", tmp_path)
     assert (str(sft.lr_scheduler_type).split(".")[-1].lower(), sft.warmup_steps) == (schedule, warmup)
     assert (sft.max_steps, sft.learning_rate) == (10, 1e-3)
+    assert sft.answer_names_target == phase.named
 
 
 # The base the shipped one continues (its card's EARLIER_BASE): the one shipped at this commit.

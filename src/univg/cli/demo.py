@@ -60,8 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         type=_phase,
         default=None,
-        metavar="TASKS:DIFFICULTY:STEPS[:anneal]",
-        help="a phase of training, in order, repeatable; ':anneal' decays its learning rate to 0 (default: "
+        metavar="TASKS:DIFFICULTY:STEPS[:named][:anneal]",
+        help="a phase of training, in order, repeatable; ':named' answers name the target before its box, "
+        "':anneal' decays the learning rate to 0 (default: "
         + " ".join(f"--phase {p}" for p in DEFAULT_PHASES)
         + ")",
     )

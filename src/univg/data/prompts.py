@@ -94,20 +94,22 @@ def answer_text(
     style: PromptStyle | str = PromptStyle.UNIVG,
     simple_reference: bool = False,
     box_tags: bool | None = None,
+    ref: str | None = None,
 ) -> str:
     """The target response for a canonical box.
 
     UniVG style: ``<think>...</think><answer>BOX</answer>``; simple-reference items without a chain
-    keep the answer tag only. Plain style: the box alone. `box_tags` wraps the box in Qwen2-VL's own
-    ``<|box_start|>BOX<|box_end|>``, the form a Qwen2-VL's grounding is keyed to; by default plain answers
-    have them (as Qwen2-VL answers) and UniVG answers do not (the paper's format).
+    keep the answer tag only. Plain style: the box alone, or with `ref` Qwen2-VL's grounded form, the
+    object named first: ``<|object_ref_start|>REF<|object_ref_end|>BOX``. `box_tags` wraps the box in
+    Qwen2-VL's own ``<|box_start|>BOX<|box_end|>``, the form a Qwen2-VL's grounding is keyed to; by default
+    plain answers have them (as Qwen2-VL answers) and UniVG answers do not (the paper's format).
     """
     plain = PromptStyle(style) is PromptStyle.PLAIN
     written = format_box(box, coords, size)
     if plain if box_tags is None else box_tags:
         written = f"<|box_start|>{written}<|box_end|>"
     if plain:
-        return written
+        return written if ref is None else f"<|object_ref_start|>{ref}<|object_ref_end|>{written}"
     if think is None and simple_reference:
         return f"<answer>{written}</answer>"
     return f"<think>{(think or '').strip()}</think><answer>{written}</answer>"
@@ -121,11 +123,16 @@ def sample_messages(
     size: tuple[int, int] | None = None,
     with_answer: bool = False,
     box_tags: bool | None = None,
+    name_target: bool = False,
+    simple_reference_chains: bool = True,
     min_pixels: int = DEFAULT_MIN_PIXELS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Messages:
     """The chat for a sample; with `with_answer`, the assistant turn holds its chain and box (`box_tags`:
-    see `answer_text`).
+    see `answer_text`). `name_target` writes a plain answer in Qwen2-VL's grounded form, naming the target
+    by the sample's ``extra["phrase"]`` (synthetic samples carry it) before its box. Without
+    `simple_reference_chains`, a simple-reference item (whose prompt asks for no reasoning) answers
+    ``<answer>BOX</answer>`` even when it has a chain.
 
     Pixel coordinates refer to the resized target image: `size` when given, else the size the
     processor (with `min_pixels`/`max_pixels`) makes of the target's original size
@@ -142,14 +149,23 @@ def sample_messages(
                     f"sample {sample.id}: pixel coordinates need the target image size ({exc}); convert "
                     "with an image root (it records extra['target_size']) or pass size"
                 ) from None
+        ref = None
+        if name_target:
+            ref = sample.extra.get("phrase")
+            if not isinstance(ref, str) or not ref:
+                raise ValueError(
+                    f"sample {sample.id}: extra.phrase is missing; answers that name the target need the "
+                    "phrase a synthetic sample records (regenerate it with univg data synth)"
+                )
         answer = answer_text(
             sample.box,
             coords=coords,
             size=size,
-            think=sample.cot,
+            think=sample.cot if simple_reference_chains or not simple else None,
             style=style,
             simple_reference=simple,
             box_tags=box_tags,
+            ref=ref,
         )
     return build_messages(
         len(sample.images), sample.question, style=style, simple_reference=simple, answer=answer

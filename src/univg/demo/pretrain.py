@@ -26,6 +26,7 @@ Progress = Callable[[str], None]
 PRETRAIN_LOG = "pretrain_log.json"
 CARD = "CARD.md"
 ANNEAL = "anneal"
+NAMED = "named"
 
 
 @dataclass(frozen=True)
@@ -33,34 +34,37 @@ class Phase:
     """One stretch of pretraining: which synthetic tasks, at which difficulty, for how many steps.
 
     `anneal` decays the learning rate linearly to 0 over the phase instead of keeping it constant: a model
-    whose loss has plateaued at the constant rate refines its boxes as the steps shrink.
+    whose loss has plateaued at the constant rate refines its boxes as the steps shrink. `named` writes
+    the answers in Qwen2-VL's grounded form, the target's name before its box, so the base writes words
+    (the names its CoT-SFT chains start with), not boxes alone.
     """
 
     tasks: tuple[str, ...]
     difficulty: str
     steps: int
     anneal: bool = False
+    named: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Phase:
-        """'referring:easy:6000', 'referring,locate:mixed:12000' or '...:4000:anneal' (the CLI's --phase)."""
+        """'referring:easy:6000', 'referring,locate:mixed:12000' or '...:4000:named:anneal' (the CLI's --phase)."""
         from univg.data.synthetic import DIFFICULTIES, parse_tasks
 
         parts = text.split(":")
-        anneal = len(parts) == 4 and parts[3] == ANNEAL
-        if anneal:
-            parts = parts[:3]
-        if len(parts) != 3 or not parts[2].strip().isdigit() or int(parts[2]) < 1:
-            raise ValueError(
-                f"phase {text!r}: expected TASKS:DIFFICULTY:STEPS[:{ANNEAL}], e.g. referring:easy:6000"
-            )
+        options = parts[3:]
+        expected = f"expected TASKS:DIFFICULTY:STEPS[:{NAMED}][:{ANNEAL}], e.g. referring:easy:6000"
+        if len(parts) < 3 or not parts[2].strip().isdigit() or int(parts[2]) < 1:
+            raise ValueError(f"phase {text!r}: {expected}")
+        unknown = [o for o in options if o not in (NAMED, ANNEAL)]
+        if unknown or len(set(options)) != len(options):
+            raise ValueError(f"phase {text!r}: {expected} (options: each of {NAMED}, {ANNEAL} at most once)")
         if parts[1] not in DIFFICULTIES:
             raise ValueError(f"phase {text!r}: difficulty {parts[1]!r} is not one of {DIFFICULTIES}")
-        return cls(parse_tasks(parts[0]), parts[1], int(parts[2]), anneal)
+        return cls(parse_tasks(parts[0]), parts[1], int(parts[2]), ANNEAL in options, NAMED in options)
 
     def __str__(self) -> str:
-        text = f"{','.join(self.tasks)}:{self.difficulty}:{self.steps}"
-        return f"{text}:{ANNEAL}" if self.anneal else text
+        flags = [flag for flag, on in ((NAMED, self.named), (ANNEAL, self.anneal)) if on]
+        return ":".join([",".join(self.tasks), self.difficulty, str(self.steps), *flags])
 
 
 # Easy single-image referring until the model localises, then the full mix of referring and "locate X
@@ -154,6 +158,7 @@ def phase_config(config: PretrainConfig, phase: Phase, init: Path, train_dir: Pa
         max_steps=phase.steps,
         per_device_train_batch_size=config.batch_size,
         save_steps=config.save_steps,
+        answer_names_target=phase.named,
         **({"lr_scheduler_type": "linear", "warmup_steps": 0} if phase.anneal else {}),
     )
 
@@ -292,8 +297,13 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
 
 
 def _phase_label(phase: Phase) -> str:
+    notes = [
+        note
+        for note, on in (("answers name the target", phase.named), ("lr annealed to 0", phase.anneal))
+        if on
+    ]
     label = f"{','.join(phase.tasks)}:{phase.difficulty}"
-    return f"{label} (lr annealed to 0)" if phase.anneal else label
+    return f"{label} ({', '.join(notes)})" if notes else label
 
 
 def render_card(config: PretrainConfig, result: PretrainResult) -> str:
@@ -312,8 +322,9 @@ def render_card(config: PretrainConfig, result: PretrainResult) -> str:
         f"- data: `univg data synth`, {config.n_train} training and {config.n_eval} held-out samples per "
         f"phase, seed {config.seed}, 112 px images (16 image tokens each)",
         "- vocabulary: `grounding` (every word of the synthetic world one token, digits one token each)",
-        "- format: plain answers, the bare box `(x1, y1), (x2, y2)` (0..1000); the `<think>`/`<answer>`",
-        "  format is left to stage 1 (CoT-SFT), as for Qwen2-VL",
+        "- format: plain answers, the bare box `(x1, y1), (x2, y2)` (0..1000), or in a `named` phase Qwen2-VL's",
+        "  grounded form `<|object_ref_start|>the red circle<|object_ref_end|>(x1, y1), (x2, y2)`; the",
+        "  `<think>`/`<answer>` format is left to stage 1 (CoT-SFT), as for Qwen2-VL",
         f"- training: the stage-1 trainer with recipe `univg/assets/recipes/demo_pretrain.yaml`, "
         f"{result.steps} steps of {config.batch_size}, lr 1e-3 constant after 50 warm-up steps (an annealed "
         f"phase decays it linearly to 0 instead), seed {config.seed}",

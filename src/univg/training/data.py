@@ -63,6 +63,20 @@ class TrainingDataArguments:
             "format_loose reward accepts with tags; GRPO writes no answers)"
         },
     )
+    answer_names_target: bool = field(
+        default=False,
+        metadata={
+            "help": "plain SFT answers name the target before its box, Qwen2-VL's grounded form "
+            "<|object_ref_start|>PHRASE<|object_ref_end|>BOX (needs extra.phrase: synthetic data)"
+        },
+    )
+    simple_reference_chains: bool = field(
+        default=True,
+        metadata={
+            "help": "SFT answers of simple-reference items (RefCOCO-like, prompted without the CoT suffix) "
+            "keep their chains; false trains them on <answer>BOX</answer> alone, as their prompt asks"
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "cap after mixing (for smoke runs)"}
     )
@@ -207,6 +221,8 @@ def conversation_messages(turns: Conversation, args: TrainingDataArguments) -> l
             size=size,
             with_answer=True,
             box_tags=args.answer_box_tags,
+            name_target=args.answer_names_target,
+            simple_reference_chains=args.simple_reference_chains,
             min_pixels=args.min_pixels,
             max_pixels=args.max_pixels,
         )

@@ -59,19 +59,21 @@ def test_answer_box_is_the_targets_bounding_pixels(task, level):
             # diff: the two images differ exactly inside the box.
             assert_within_one_pixel(rendered.box, pixel_bbox(changed(shown[0], shown[1])))
             continue
-        # Everything else: redraw the target image without the target; what changes is the target.
+        # Everything else: redraw the target image without the target; what changes is the target
+        # (a marked target image, in `marked`, is compared before its frame is drawn).
         spec = problem.images[problem.target_image]
-        assert isinstance(spec, SceneImage) and spec.marker is None
+        assert isinstance(spec, SceneImage) and (spec.marker is None or task == "marked")
+        drawn = shown[problem.target_image] if spec.marker is None else render_scene(spec.scene, SIZE)[0]
         without, _ = render_scene(spec.scene.without(problem.target), SIZE)
-        mask = changed(shown[problem.target_image], without)
+        mask = changed(drawn, without)
         assert_within_one_pixel(rendered.box, pixel_bbox(mask))
         fill = COLOURS[spec.scene.get(problem.target).look.colour]
         allowed = {fill, tuple(int(c * SHADE) for c in fill)}
-        seen = {tuple(p) for p in np.asarray(shown[problem.target_image])[mask]}
+        seen = {tuple(p) for p in np.asarray(drawn)[mask]}
         assert seen <= allowed
 
 
-@pytest.mark.parametrize("task", ["multi_view", "object_tracking", "correspondence"])
+@pytest.mark.parametrize("task", ["multi_view", "object_tracking", "correspondence", "marked"])
 def test_marker_frames_the_marked_object_and_the_question_gives_its_box(task):
     rng = random.Random(f"marker/{task}")
     for level in LEVEL_NAMES:

@@ -167,6 +167,16 @@ def test_questions_that_name_an_image_name_the_target(world):
             assert image_references(sample.question)[-1] == sample.target_image
 
 
+def test_every_sample_records_the_phrase_its_chain_names_and_marked_names_its_target(world):
+    for sample in load(world, "train"):
+        assert sample.extra["phrase"].startswith("the ") and sample.extra["phrase"] in sample.cot.lower()
+        if sample.task == "marked":
+            look = sample.extra["target"]
+            words = sample.extra["phrase"].split()
+            assert look["colour"] in words and look["shape"] in words
+            assert "<|box_start|>" in sample.question and sample.target_image == 0
+
+
 def test_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "synth"
     args = ["data", "synth", "--out", str(out), "--n", "11", "--n-eval", "11", "--seed", "5", "--preview"]
@@ -180,7 +190,7 @@ def test_cli_end_to_end(tmp_path, capsys):
 
 
 def test_cli_task_groups_and_bad_input(tmp_path, capsys):
-    assert parse_tasks("pretrain") == ("referring", "locate")
+    assert parse_tasks("pretrain") == ("referring", "locate", "marked")
     assert parse_tasks("diff, region,diff") == ("diff", "region")
     args = ["data", "synth", "--out", str(tmp_path), "--n", "3", "--tasks", "locate", "--difficulty", "hard"]
     assert main(args) == 0

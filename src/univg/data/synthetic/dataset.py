@@ -104,6 +104,7 @@ def synthesize(config: SynthConfig, split: str, index: int, attempt: int = 0) ->
         "difficulty": level.name,
         "scene": _digest(repr(problem.images)),
         "target": asdict(problem.target_object().look),
+        "phrase": problem.phrase,
         "distractors": rendered.distractors,
     }
     if problem.variant:

@@ -1,7 +1,7 @@
 """Question wording, copied from MIG-Bench (`MIG_data.json`) task by task.
 
 The synthetic world asks its questions in the benchmark's own words, grammar included ("the 3th
-image"), so a model trained here meets the real prompts unchanged. Only `referring`, `locate` and the
+image"), so a model trained here meets the real prompts unchanged. Only `referring`, `locate`, `marked` and the
 reasoning puzzles have wording of our own, in the style of RefCOCO and of MIG-Bench's reasoning items.
 """
 
@@ -42,6 +42,7 @@ VIEW_DIFF = (
 # MIG-Bench's reasoning items all end with this sentence.
 REASONING_SUFFIX = " Find it and locate it in the second image."
 LOCATE = "Locate the {expr} in the {k}th image."
+MARKED = "Name and locate the object marked with red bounding box(" + MARKED_BOX + ")."
 
 # group_grounding's eleven phrasings; `referring` uses the same sentences without Qwen's ref tags.
 EXPRESSION_TEMPLATES = (

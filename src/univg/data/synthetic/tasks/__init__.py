@@ -14,6 +14,7 @@ from univg.data.synthetic.tasks import (
     diff,
     group_grounding,
     locate,
+    marked,
     multi_view,
     object_tracking,
     reasoning,
@@ -53,13 +54,14 @@ GENERATORS: dict[str, Generator] = {
         reasoning,
         referring,
         locate,
+        marked,
     )
 }
 TASKS = tuple(GENERATORS)
 # What `univg data synth` makes unless told otherwise: the benchmark's tasks plus RefCOCO-like referring.
 DEFAULT_TASKS = (*MIG_TASKS, "referring")
 # The simple tasks a base model is pretrained on before the method's stages (see `univg demo`).
-PRETRAIN_TASKS = ("referring", "locate")
+PRETRAIN_TASKS = ("referring", "locate", "marked")
 TASK_GROUPS = {"default": DEFAULT_TASKS, "mig": MIG_TASKS, "pretrain": PRETRAIN_TASKS, "all": TASKS}
 PROBLEM_TRIES = 200
 
