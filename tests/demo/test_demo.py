@@ -56,6 +56,26 @@ def test_results_hold_every_stage_task_and_interval(quick_run: tuple[Path, str, 
     assert results["machine"]["threads"] == 1
 
 
+def test_naming_the_target_is_read_from_each_stages_responses(quick_run: tuple[Path, str, str]) -> None:
+    """Recomputed from the predictions files and the held-out split, independently of the scorer."""
+    out, printed, _ = quick_run
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    held_out = [json.loads(line) for line in (out / "data" / "eval.jsonl").read_text().splitlines()]
+    phrase = {r["id"]: r["extra"]["phrase"] for r in held_out}
+    for stage in results["stages"]:
+        predictions = out / "eval" / stage["key"] / "predictions.jsonl"
+        said = {}
+        for line in predictions.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            said[record["id"]] = phrase[record["id"]].lower() in record["response"].lower()
+        for task in DEFAULT_TASKS:
+            ids = [r["id"] for r in held_out if r["task"] == task]
+            expected = [100.0 if said[i] else 0.0 for i in ids]
+            assert stage["named"][task] == expected, (stage["key"], task)
+            assert stage["names_target"][task] == pytest.approx(sum(expected) / len(expected))
+    assert "CoT-SFT: responses that name the target: single-image" in printed
+
+
 def test_both_grpo_runs_log_rewards_difficulty_and_phi(quick_run: tuple[Path, str, str]) -> None:
     out, _, _ = quick_run
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))

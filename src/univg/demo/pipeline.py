@@ -247,6 +247,7 @@ def run_demo(
                 train_seconds=round(trained.runtime_s, 1) if trained else 0.0,
                 eval_seconds=round(scores.seconds, 1),
                 log_history=trained.log_history if trained else [],
+                named=scores.named,
             )
         )
 

@@ -87,6 +87,25 @@ def training_lines(results: DemoResults) -> list[str]:
     return lines
 
 
+def naming_lines(results: DemoResults) -> list[str]:
+    """Per stage: how often its held-out responses name the target (a chain about the asked object)."""
+    single = [t for t in results.tasks if t not in results.multi_image_tasks]
+    lines = []
+    for stage in results.stages:
+        shares = [
+            (label, stage.naming(tasks))
+            for label, tasks in (
+                ("single-image", single),
+                (f"MIG {len(results.multi_image_tasks)}", results.multi_image_tasks),
+            )
+        ]
+        if all(share is None for _, share in shares):
+            continue
+        said = ", ".join(f"{label} {share:.0f}%" for label, share in shares if share is not None)
+        lines.append(f"{stage.label}: responses that name the target: {said}")
+    return lines
+
+
 def terminal_summary(results: DemoResults) -> str:
     """What `univg demo` prints at the end: the table, the differences and the GRPO lines."""
     parts = [
@@ -97,6 +116,7 @@ def terminal_summary(results: DemoResults) -> str:
         differences_table(results).text(),
         "",
         *training_lines(results),
+        *naming_lines(results),
     ]
     return "\n".join(parts)
 
@@ -230,6 +250,10 @@ def render_markdown(
         "",
         f"![difficulty shares]({rel(figures['difficulty'])})",
         "",
+        "## Naming the target",
+        "",
+        *(f"- {line}" for line in naming_lines(results)),
+        "",
         "## Gallery (truth in green; IoU after each stage's name)",
         "",
     ]
@@ -250,6 +274,8 @@ def render_html(results: DemoResults, figures: dict[str, Path], gallery: dict[st
         "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in training_lines(results)) + "</ul>",
         figure(png_data_url(figures["rewards"]), "GRPO rewards and mean phi"),
         figure(png_data_url(figures["difficulty"]), "share of easy / medium / hard groups (Fig. 3)"),
+        "<h2>Naming the target</h2>",
+        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in naming_lines(results)) + "</ul>",
         "<h2>Gallery (truth in green; IoU after each stage's name)</h2>",
     ]
     for item in results.gallery:

@@ -43,6 +43,9 @@ class StageResult:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     log_history: list[dict[str, Any]] = field(default_factory=list)
+    named: dict[str, list[float]] = field(
+        default_factory=dict
+    )  # task -> 100 when the response names the target
 
     def accuracy(self, task: str) -> float:
         values = self.hits[task]
@@ -50,6 +53,11 @@ class StageResult:
 
     def average(self, tasks: list[str]) -> Interval:
         return macro_mean_interval({t: self.hits[t] for t in tasks})
+
+    def naming(self, tasks: list[str]) -> float | None:
+        """Percent of the held-out responses of `tasks` that name their target (None: not measured)."""
+        values = [v for t in tasks for v in self.named.get(t, [])]
+        return sum(values) / len(values) if values else None
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
         """(steps, values) of one logged training metric."""
@@ -103,6 +111,7 @@ class DemoResults:
                 {
                     **asdict(stage),
                     "acc@0.5": {t: stage.accuracy(t) for t in self.tasks},
+                    "names_target": {t: stage.naming([t]) for t in self.tasks},
                     "average": stage.average(self.tasks).to_json(),
                     "multi_image_average": stage.average(self.multi_image_tasks).to_json(),
                     "accuracy_reward_first_last_quarter": stage.quarters(ACCURACY_REWARD),

@@ -22,11 +22,14 @@ HIT = 0.5  # Acc@0.5
 @dataclass
 class StageScores:
     """Per task, 100 or 0 per held-out sample (IoU >= 0.5 in the harness's primary parse mode), in split
-    order; per sample id, the box read (canonical 0..1) and its IoU."""
+    order; per sample id, the box read (canonical 0..1) and its IoU; per task, 100 or 0 per sample for
+    whether the response names the target (the phrase its teacher chain names), which tells a chain that
+    reasons about the asked object from one that recites a fixed phrase."""
 
     hits: dict[str, list[float]]
     boxes: dict[str, tuple[list[float] | None, float]] = field(default_factory=dict)
     seconds: float = 0.0
+    named: dict[str, list[float]] = field(default_factory=dict)
 
     def accuracy(self) -> dict[str, float]:
         """Acc@0.5 (percent) per task and their macro "average"."""
@@ -84,11 +87,16 @@ def score_model(
         min_pixels=MIN_PIXELS,
         max_pixels=MAX_PIXELS,
     )
+    phrases = {s.id: str(s.extra.get("phrase", "")).lower() for s in data.samples}
     hits: dict[str, list[float]] = {}
     boxes: dict[str, tuple[list[float] | None, float]] = {}
+    named: dict[str, list[float]] = {}
     for sample in scores.samples:
         value = sample.ious[run["parse"]]
         hits.setdefault(sample.task, []).append(100.0 if value >= HIT else 0.0)
         box = sample.boxes[run["parse"]]
         boxes[sample.id] = (list(box) if box is not None else None, value)
-    return StageScores(hits, boxes, time.perf_counter() - started)
+        phrase = phrases.get(sample.id, "")
+        says = bool(phrase) and phrase in (sample.response or "").lower()
+        named.setdefault(sample.task, []).append(100.0 if says else 0.0)
+    return StageScores(hits, boxes, time.perf_counter() - started, named)
