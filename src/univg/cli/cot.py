@@ -14,8 +14,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from univg.cli.options import (
+    add_command,
+    add_command_group,
     add_defaulted,
-    command,
     fraction,
     non_negative_number,
     options_for,
@@ -32,28 +33,26 @@ EXIT_STOPPED = 3  # generate stopped at --max-cost with samples left
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "cot", help="cold-start CoT data: generate with a teacher, review, serve a teacher"
+    cot = add_command_group(
+        subparsers,
+        "cot",
+        help="cold-start CoT data: generate with a teacher, review, serve a teacher",
+        metavar="COMMAND",
     )
-    cot = parser.add_subparsers(dest="cot_command", metavar="COMMAND")
     _register_generate(cot)
     _register_review(cot)
     _register_teacher(cot)
     _register_prompts(cot)
-    command(parser, lambda _args: parser.print_help())
 
 
 def _register_generate(cot: argparse._SubParsersAction) -> None:
     from univg.cot.runner import GenerateConfig
     from univg.cot.verify import DEFAULT_IOU_THRESHOLD
 
-    parser = cot.add_parser(
+    parser = add_command(
+        cot,
         "generate",
-        help="ask a teacher for reasoning chains, keep the judged best, verify it",
-        description="One line per input sample in OUT: 'verified' lines train with univg train sft "
-        "--train_files OUT; 'rejected' ones give a reason. Kill it at any time: the same command resumes, "
-        "asks only for what is missing and reuses replies already paid for. Exit status: 0 done, 1 teacher "
-        "error, 2 bad input, 3 stopped at --max-cost.",
+        run_generate,
         epilog="example: univg cot generate --input synth/train.jsonl --out cot/cot.jsonl "
         "--teacher-url http://127.0.0.1:8765/v1 --teacher-model univg-offline-teacher",
     )
@@ -68,12 +67,8 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
         metavar="VAR",
         help="environment variable holding the API key (default: send none, as vLLM and univg cot teacher need)",
     )
-    add_defaulted(
-        parser,
-        GenerateConfig,
-        ("--chains", positive, "chains per sample"),
-        ("--concurrency", positive, "samples in flight"),
-    )
+    add_defaulted(parser, GenerateConfig, "--chains", positive, "chains per sample")
+    add_defaulted(parser, GenerateConfig, "--concurrency", positive, "samples in flight")
     parser.add_argument(
         "--rpm", type=positive_number, metavar="R", help="at most R requests per minute, evenly spaced"
     )
@@ -83,11 +78,9 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
         metavar="USD",
         help="stop before the total cost of OUT (all runs) could pass this; needs the prices",
     )
+    add_defaulted(parser, GenerateConfig, "--price-in", non_negative_number, "USD per million prompt tokens")
     add_defaulted(
-        parser,
-        GenerateConfig,
-        ("--price-in", non_negative_number, "USD per million prompt tokens"),
-        ("--price-out", non_negative_number, "USD per million completion tokens"),
+        parser, GenerateConfig, "--price-out", non_negative_number, "USD per million completion tokens"
     )
     parser.add_argument(
         "--image-root", metavar="DIR", help="folder image paths start from (default: the input's)"
@@ -162,10 +155,15 @@ def _register_generate(cot: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    command(parser, run_generate)
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    """Ask a teacher for reasoning chains, keep the judged best, verify it.
+
+    One line per input sample in OUT: 'verified' lines train with univg train sft --train_files OUT;
+    'rejected' ones give a reason. Kill it at any time: the same command resumes, asks only for what is
+    missing and reuses replies already paid for. Exit status: 0 done, 1 teacher error, 2 bad input, 3
+    stopped at --max-cost."""
     import logging
 
     from univg.cot.client import RetryPolicy, TeacherFatal
@@ -233,13 +231,7 @@ def _print_summary(summary: GenerateSummary) -> None:
 
 
 def _register_review(cot: argparse._SubParsersAction) -> None:
-    parser = cot.add_parser(
-        "review",
-        help="write a review page of a task-stratified sample, or fold its decisions back",
-        description="With --sample: write a self-contained HTML page (images with the ground-truth box, "
-        "question, chain, answer, accept / reject buttons, export of the decisions as JSON). With --apply: "
-        "write OUT with the rejected items marked and report the acceptance rate per task.",
-    )
+    parser = add_command(cot, "review", run_review)
     parser.add_argument("--input", required=True, metavar="COT.jsonl", help="univg cot generate output")
     parser.add_argument(
         "--out", required=True, metavar="FILE", help="review.html, or the reviewed JSONL with --apply"
@@ -255,10 +247,14 @@ def _register_review(cot: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--force", dest="overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("--json", action="store_true", help="print the --apply report as JSON")
-    command(parser, run_review)
 
 
 def run_review(args: argparse.Namespace) -> int:
+    """Write a review page of a task-stratified sample, or fold its decisions back.
+
+    With --sample: write a self-contained HTML page (images with the ground-truth box, question, chain,
+    answer, accept / reject buttons, export of the decisions as JSON). With --apply: write OUT with the
+    rejected items marked and report the acceptance rate per task."""
     from univg.cot.review import apply_decisions, write_review_page
 
     if args.sample is not None:
@@ -286,12 +282,10 @@ def run_review(args: argparse.Namespace) -> int:
 
 
 def _register_teacher(cot: argparse._SubParsersAction) -> None:
-    parser = cot.add_parser(
+    parser = add_command(
+        cot,
         "teacher",
-        help="serve the synthetic world's rule-based teacher as an OpenAI-compatible endpoint",
-        description="Answers /v1/chat/completions for the samples of a univg data synth file: right chains, "
-        "its deliberately wrong ones (univg data synth --wrong-chains K), leaky and unformatted ones, and a judge. "
-        "Needs the serve extra (FastAPI, uvicorn).",
+        run_teacher,
         epilog="example: univg cot teacher --samples synth/train.jsonl --port 8765",
     )
     parser.add_argument(
@@ -314,10 +308,14 @@ def _register_teacher(cot: argparse._SubParsersAction) -> None:
         help="delay every reply, like a remote teacher",
     )
     parser.add_argument("--request-log", metavar="FILE", help="append one JSON line per answered request")
-    command(parser, run_teacher)
 
 
 def run_teacher(args: argparse.Namespace) -> int:
+    """Serve the synthetic world's rule-based teacher as an OpenAI-compatible endpoint.
+
+    Answers /v1/chat/completions for the samples of a univg data synth file: right chains, its
+    deliberately wrong ones (univg data synth --wrong-chains K), leaky and unformatted ones, and a judge.
+    Needs the serve extra (FastAPI, uvicorn)."""
     from univg.cot.teacher import DEFAULT_MODEL, OfflineTeacher, create_app
     from univg.data.images import ImageLoadError
     from univg.data.schema import SampleError
@@ -358,17 +356,15 @@ def run_teacher(args: argparse.Namespace) -> int:
 
 
 def _register_prompts(cot: argparse._SubParsersAction) -> None:
-    parser = cot.add_parser(
-        "prompts", help="copy the prompt templates to a folder to edit (then --prompts DIR)"
-    )
+    parser = add_command(cot, "prompts", run_prompts)
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument(
         "--force", dest="overwrite", action="store_true", help="replace the files if they exist"
     )
-    command(parser, run_prompts)
 
 
 def run_prompts(args: argparse.Namespace) -> int:
+    """Copy the prompt templates to a folder to edit (then --prompts DIR)."""
     from univg.cot.prompts import copy_prompts
 
     written = copy_prompts(args.out, overwrite=args.overwrite)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from univg.cli.options import command, non_negative, options_for
+from univg.cli.options import add_command, non_negative, options_for
 from univg.data.formats import FORMAT_NAMES
 
 _EPILOG = (
@@ -47,23 +47,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(data_subparsers: argparse._SubParsersAction) -> None:
-    validate = data_subparsers.add_parser(
-        "validate",
-        help="check every record of a data set and report what is wrong with each bad one",
-        description="Check every record (never stopping at the first bad one): summary, count per problem "
-        "kind, and each bad record with its index and field.",
-        epilog=_EPILOG,
-    )
+    validate = add_command(data_subparsers, "validate", _validate, epilog=_EPILOG)
     _add_common(validate)
-    command(validate, _validate)
 
-    convert = data_subparsers.add_parser(
-        "convert",
-        help="convert a data set into canonical grounding JSON Lines (valid records only)",
-        description="Write the valid records as canonical JSON Lines (boxes 0..1 of the target image) and "
-        "report the rest as `validate` does.",
-        epilog=_EPILOG,
-    )
+    convert = add_command(data_subparsers, "convert", _convert, epilog=_EPILOG)
     _add_common(convert)
     convert.add_argument("--out", required=True, help="output .jsonl file")
     convert.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -72,7 +59,6 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep image paths relative to --image-root instead of joining them to it",
     )
-    command(convert, _convert)
 
 
 def _progress_bar(args: argparse.Namespace) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
@@ -117,12 +103,20 @@ def _read_and_report(args: argparse.Namespace, action: Callable[..., Any]) -> in
 
 
 def _validate(args: argparse.Namespace) -> int:
+    """Check every record of a data set and report what is wrong with each bad one.
+
+    Check every record (never stopping at the first bad one): summary, count per problem kind, and each
+    bad record with its index and field."""
     from univg.data.convert import validate_file
 
     return _read_and_report(args, validate_file)
 
 
 def _convert(args: argparse.Namespace) -> int:
+    """Convert a data set into canonical grounding JSON Lines (valid records only).
+
+    Write the valid records as canonical JSON Lines (boxes 0..1 of the target image) and report the rest
+    as `validate` does."""
     from univg.data.convert import convert_file
 
     return _read_and_report(args, convert_file)

@@ -5,20 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from univg.cli.options import command
+from univg.cli.options import add_command
 
 
 def register(data_subparsers: argparse._SubParsersAction) -> None:
     from univg.data.synthetic.levels import DIFFICULTIES
     from univg.data.synthetic.tasks import TASK_GROUPS, TASKS
 
-    parser = data_subparsers.add_parser(
-        "synth",
-        help="generate the synthetic multi-image grounding world (images + JSONL, train and eval splits)",
-        description="Write DIR/train.jsonl and DIR/eval.jsonl (canonical samples with teacher chains), their "
-        "PNG images under DIR/images/ and DIR/manifest.json. The same seed gives the same bytes; the eval "
-        "split shares no scene with training.",
-    )
+    parser = add_command(data_subparsers, "synth", run)
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument(
         "--n", type=int, default=1000, metavar="N", help="training samples (default: %(default)s)"
@@ -63,10 +57,14 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--preview", action="store_true", help="also write a contact sheet per task to DIR/preview/"
     )
-    command(parser, run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Generate the synthetic multi-image grounding world (images + JSONL, train and eval splits).
+
+    Write DIR/train.jsonl and DIR/eval.jsonl (canonical samples with teacher chains), their PNG images
+    under DIR/images/ and DIR/manifest.json. The same seed gives the same bytes; the eval split shares no
+    scene with training."""
     from univg.data.files import check_output
     from univg.data.synthetic import SynthConfig, generate_dataset, parse_tasks
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from univg.cli.options import add_defaulted, command, options_for, positive
+from univg.cli.options import add_command, add_defaulted, options_for, positive
 
 
 def _run_options(parser: argparse.ArgumentParser, *, out: str, threads_help: str) -> None:
@@ -22,12 +22,7 @@ def _run_options(parser: argparse.ArgumentParser, *, out: str, threads_help: str
 def register(subparsers: argparse._SubParsersAction) -> None:
     from univg.demo.pretrain import DEFAULT_PHASES, PretrainConfig
 
-    parser = subparsers.add_parser(
-        "demo",
-        help="run the whole method end to end on synthetic data",
-        description="Synthetic data, the shipped base model, CoT-SFT, GRPO and difficulty-aware GRPO, "
-        "each evaluated on held-out data, in one report (DIR/report.html, DIR/report.md).",
-    )
+    parser = add_command(subparsers, "demo", run)
     parser.add_argument("--quick", action="store_true", help="a short run (minutes) instead of the full one")
     _run_options(
         parser,
@@ -40,15 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="base checkpoint to start from (default: the shipped one; see `univg demo pretrain-base`)",
     )
-    command(parser, run)
     commands = parser.add_subparsers(dest="demo_command", metavar="COMMAND")
-    pretrain = commands.add_parser(
-        "pretrain-base",
-        help="rebuild the demo's shipped base checkpoint (tiny Qwen2-VL from random weights)",
-        description="Train the tiny Qwen2-VL from random weights on synthetic referring and locate data, "
-        "phase by phase, evaluate it on held-out data and write DIR/base (checkpoint + CARD.md), the demo's "
-        "base model. Run again with the same arguments after a kill, it resumes where it stopped.",
-    )
+    pretrain = add_command(commands, "pretrain-base", run_pretrain)
     _run_options(
         pretrain,
         out="univg-pretrain",
@@ -76,14 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="start from this checkpoint (an earlier base) instead of random weights; its card is kept",
     )
-    add_defaulted(
-        pretrain,
-        PretrainConfig,
-        ("--n-train", positive, "training samples"),
-        ("--n-eval", positive, "held-out samples"),
-        ("--batch-size", positive, "samples a step"),
-    )
-    command(pretrain, run_pretrain)
+    add_defaulted(pretrain, PretrainConfig, "--n-train", positive, "training samples")
+    add_defaulted(pretrain, PretrainConfig, "--n-eval", positive, "held-out samples")
+    add_defaulted(pretrain, PretrainConfig, "--batch-size", positive, "samples a step")
 
 
 def _phase(text: str) -> Any:
@@ -100,6 +83,11 @@ def _say(message: str) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    """Rebuild the demo's shipped base checkpoint (tiny Qwen2-VL from random weights).
+
+    Train the tiny Qwen2-VL from random weights on synthetic referring and locate data, phase by phase,
+    evaluate it on held-out data and write DIR/base (checkpoint + CARD.md), the demo's base model. Run
+    again with the same arguments after a kill, it resumes where it stopped."""
     from univg.data.files import check_output
     from univg.demo.pretrain import PretrainConfig, pretrain_base
 
@@ -122,6 +110,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the whole method end to end on synthetic data.
+
+    Synthetic data, the shipped base model, CoT-SFT, GRPO and difficulty-aware GRPO, each evaluated on
+    held-out data, in one report (DIR/report.html, DIR/report.md)."""
     from univg.data.files import check_output
     from univg.demo.assets import BASE_DIR
     from univg.demo.logs import logs_to_folder

@@ -8,7 +8,15 @@ import logging
 import sys
 from typing import Any
 
-from univg.cli.options import add_defaulted, add_loading_options, command, non_negative, options_for, positive
+from univg.cli.options import (
+    add_command,
+    add_command_group,
+    add_defaulted,
+    add_loading_options,
+    non_negative,
+    options_for,
+    positive,
+)
 from univg.core.errors import UsageError
 
 _COORDS = ("qwen2vl", "qwen25vl", "normalized")
@@ -57,20 +65,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from univg.evaluation import RunConfig
 
-    parser = subparsers.add_parser(
+    eval_subparsers = add_command_group(
+        subparsers,
         "eval",
         help="evaluate a model on the paper's benchmarks, or score a predictions file",
+        metavar="EVAL_COMMAND",
         description="Evaluate on MIG-Bench, RefCOCO/+/g, LISA, LLMSeg, ReVOS, ReasonVOS or the synthetic world.",
     )
-    eval_subparsers = parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
 
-    run = eval_subparsers.add_parser(
-        "run",
-        help="generate answers with a model (resumable, data-parallel), then score them",
-        description="Generate an answer for every sample, appending each to OUT/predictions.jsonl as it is "
-        "made; a rerun skips the ids already answered. Under `accelerate launch` or torchrun each process "
-        "takes a share. Writes OUT/results.json, OUT/report.md and OUT/report.html.",
-    )
+    run = add_command(eval_subparsers, "run", run_command)
     _common(run)
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="checkpoint directory, LoRA adapter directory or hub id")
@@ -85,14 +88,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     endpoint.add_argument(
         "--api-key-env", metavar="VAR", help="environment variable holding the endpoint's API key"
     )
-    add_defaulted(endpoint, RunConfig, ("--concurrency", positive, "requests in flight"))
+    add_defaulted(endpoint, RunConfig, "--concurrency", positive, "requests in flight")
     endpoint.add_argument(
         "--coords",
         choices=_COORDS,
         help="how the endpoint's model writes boxes (default: qwen2vl; a local model's family decides)",
     )
     run.add_argument("--out", required=True, metavar="DIR", help="output folder (reused to resume)")
-    add_defaulted(run, RunConfig, ("--batch-size", positive, "requests per batch"))
+    add_defaulted(run, RunConfig, "--batch-size", positive, "requests per batch")
     run.add_argument(
         "--length-sort-window",
         type=positive,
@@ -111,15 +114,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_loading_options(run, device_map_default="this process's device")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    command(run, run_command)
 
-    score = eval_subparsers.add_parser(
-        "score",
-        help="score a predictions file ({'id', 'response'} per line) from any model",
-        description='Score a JSONL predictions file (one {"id": ..., "response": ...} per line; a '
-        "MIG-Bench id is the record's 0-based position in MIG_data.json) and write results.json, report.md "
-        "and report.html. Settings a run folder's run.json records are used unless given here.",
-    )
+    score = add_command(eval_subparsers, "score", score_command)
     _common(score)
     score.add_argument("--predictions", required=True, metavar="P.jsonl", help="the predictions file")
     score.add_argument(
@@ -134,8 +130,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--out", metavar="DIR", help="where the reports go (default: the predictions' folder)")
     score.add_argument("--label", help="the model's name in the reports")
     score.add_argument("--json", action="store_true", help="print the scores as JSON")
-    command(score, score_command)
-    command(parser, lambda _args: parser.print_help())
 
 
 def _summary(results: dict[str, Any]) -> str:
@@ -180,6 +174,11 @@ def _endpoint_problem(args: argparse.Namespace) -> str | None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    """Generate answers with a model (resumable, data-parallel), then score them.
+
+    Generate an answer for every sample, appending each to OUT/predictions.jsonl as it is made; a rerun
+    skips the ids already answered. Under `accelerate launch` or torchrun each process takes a share.
+    Writes OUT/results.json, OUT/report.md and OUT/report.html."""
     from univg.evaluation import RunConfig, run_evaluation
 
     problem = _endpoint_problem(args)
@@ -206,6 +205,11 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def score_command(args: argparse.Namespace) -> int:
+    """Score a predictions file ({'id', 'response'} per line) from any model.
+
+    Score a JSONL predictions file (one {"id": ..., "response": ...} per line; a MIG-Bench id is the
+    record's 0-based position in MIG_data.json) and write results.json, report.md and report.html. Settings
+    a run folder's run.json records are used unless given here."""
     from univg.evaluation import score_file
 
     outcome = score_file(**options_for(score_file, args))

@@ -1,7 +1,7 @@
 """Entry point of the `univg` command, and the one place errors become messages and exit statuses.
 
 Each subcommand lives in its own module with a `register(subparsers)` function that adds its parser
-and sets its handler with `options.command`. Modules import heavy libraries (torch, transformers)
+with `options.add_command` (the handler's docstring is the command's help). Modules import heavy libraries (torch, transformers)
 inside their handlers, so `univg --help` stays instant.
 
 Whatever goes wrong reaches the user as one line on stderr, ``univg <command>: <what, where, what to

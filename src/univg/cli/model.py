@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from univg.cli.options import command
+from univg.cli.options import add_command, add_command_group
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("model", help="build model checkpoints (the tiny offline model)")
-    model_subparsers = parser.add_subparsers(dest="model_command", metavar="MODEL_COMMAND")
-
-    tiny = model_subparsers.add_parser(
-        "tiny", help="write a tiny random-init Qwen2-VL checkpoint, offline, in seconds"
+    model_subparsers = add_command_group(
+        subparsers, "model", help="build model checkpoints (the tiny offline model)", metavar="MODEL_COMMAND"
     )
+
+    tiny = add_command(model_subparsers, "tiny", run_tiny)
     tiny.add_argument("--out", required=True, help="directory to write the checkpoint to")
     tiny.add_argument(
         "--vocab",
@@ -31,11 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="architecture: qwen2_vl writes boxes in 0..1000, qwen2_5_vl in pixels (default: %(default)s)",
     )
     tiny.add_argument("--overwrite", action="store_true", help="replace an existing directory")
-    command(tiny, run_tiny)
-    command(parser, lambda _args: parser.print_help())
 
 
 def run_tiny(args: argparse.Namespace) -> int:
+    """Write a tiny random-init Qwen2-VL checkpoint, offline, in seconds."""
     from univg.models.tiny import build_tiny_model, parameter_count
 
     start = time.perf_counter()

@@ -37,6 +37,45 @@ def command(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespa
     parser.set_defaults(func=handler, command_parser=parser)
 
 
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    handler: Callable[[argparse.Namespace], int | None],
+    *,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """Subcommand `name`, run by `handler`, whose docstring is the command's help: its first paragraph
+    (with a small initial and no full stop, as argparse lists commands) is the line in the list of
+    commands, the rest the description of its --help. What the code says a command does and what its user
+    reads are then one text."""
+    doc = inspect.getdoc(handler)
+    if not doc:
+        raise TypeError(f"{handler.__qualname__} has no docstring, and it is the help of `{name}`")
+    summary, _, description = doc.partition("\n\n")
+    parser = subparsers.add_parser(
+        name,
+        help=summary[0].lower() + summary[1:].removesuffix("."),
+        description=description or None,
+        epilog=epilog,
+    )
+    command(parser, handler)
+    return parser
+
+
+def add_command_group(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    metavar: str,
+    description: str | None = None,
+) -> argparse._SubParsersAction:
+    """Command `name` whose subcommands do the work (stored in `<name>_command`); alone, it prints its help."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    command(parser, lambda _args: parser.print_help())
+    return parser.add_subparsers(dest=f"{name}_command", metavar=metavar)
+
+
 def flag_speller(parser: argparse.ArgumentParser) -> Callable[[str], str]:
     """How a library option name reads on this command line: the flag that sets it."""
     flag = getattr(parser, "flag", None)
@@ -85,13 +124,12 @@ port = _checked("port", _integer, lambda v: 0 <= v <= 65535, "must be a port num
 
 
 def add_defaulted(
-    parser: argparse.ArgumentParser | Any, defaults: Any, *options: tuple[str, Any, str]
+    parser: argparse.ArgumentParser | Any, defaults: Any, flag: str, kind: Callable[[str], Any], text: str
 ) -> None:
-    """Options (flag, type, help) whose default is the field of `defaults` the flag names (--n-eval: n_eval),
-    so the CLI's defaults are the config's and the help shows them."""
-    for flag, kind, text in options:
-        default = getattr(defaults, flag.lstrip("-").replace("-", "_"))
-        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
+    """An option (flag, type, help) whose default is the field of `defaults` the flag names (--n-eval:
+    n_eval), so the CLI's default is the config's and the help shows it."""
+    default = getattr(defaults, flag.lstrip("-").replace("-", "_"))
+    parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
 
 
 def add_loading_options(parser: argparse.ArgumentParser | Any, *, device_map_default: str) -> None:

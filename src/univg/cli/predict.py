@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from univg.cli.options import (
+    add_command,
     add_loading_options,
-    command,
     options_for,
     positive,
     positive_number,
@@ -23,13 +23,7 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "predict",
-        help="ground a question in images or video frames and print the answer",
-        description="Ground a question in one or more images (in order: 'the second image' is the second "
-        "--image) or in frames sampled from a video, print the model's answer and the box, and "
-        "optionally draw the box on the target image.",
-    )
+    parser = add_command(subparsers, "predict", run)
     parser.add_argument(
         "--model", required=True, help="checkpoint directory, LoRA adapter directory or hub id"
     )
@@ -61,7 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-p", type=probability, default=1.0, help="with --sample (default: %(default)s)")
     parser.add_argument("--seed", type=int, help="random seed for --sample")
     add_loading_options(parser, device_map_default="load on the CPU")
-    command(parser, run)
 
 
 def _check_request(args: argparse.Namespace) -> Request:
@@ -90,6 +83,11 @@ def _check_request(args: argparse.Namespace) -> Request:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Ground a question in images or video frames and print the answer.
+
+    Ground a question in one or more images (in order: 'the second image' is the second --image) or in
+    frames sampled from a video, print the model's answer and the box, and optionally draw the box on the
+    target image."""
     from univg.data.images import ImageLoadError
     from univg.inference.draw import NothingToDrawError, draw_prediction
     from univg.inference.predictor import GenerationOptions, Predictor

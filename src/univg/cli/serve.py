@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from univg.cli.options import (
+    add_command,
     add_defaulted,
     add_loading_options,
-    command,
     non_negative_number,
     options_for,
     port,
@@ -28,14 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from univg.serving.config import Limits
 
     defaults = Limits()
-    parser = subparsers.add_parser(
-        "serve",
-        help="serve a model over HTTP: OpenAI-compatible API, /v1/ground and a web page",
-        description="Serve a grounding model: POST /v1/chat/completions (OpenAI format, images as data URLs), "
-        "POST /v1/ground (images + question -> box), GET /v1/models, /healthz, /metrics (Prometheus) and a "
-        "web page at /. Requests arriving together are batched. Local paths are never read and URLs are "
-        "not fetched unless --allow-url-fetch.",
-    )
+    parser = add_command(subparsers, "serve", run)
     parser.add_argument(
         "--model", required=True, help="checkpoint directory, LoRA adapter directory or hub id"
     )
@@ -70,14 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fetch http(s) image URLs (public addresses only, with size and time limits); off by default",
     )
-    add_defaulted(
-        parser,
-        defaults,
-        ("--max-images", positive, "per request"),
-        ("--max-image-pixels", positive, "largest image accepted, width x height"),
-        ("--max-text-chars", positive, "text of one request"),
-        ("--max-tokens", positive, "most tokens a request may ask for"),
-    )
+    add_defaulted(parser, defaults, "--max-images", positive, "per request")
+    add_defaulted(parser, defaults, "--max-image-pixels", positive, "largest image accepted, width x height")
+    add_defaulted(parser, defaults, "--max-text-chars", positive, "text of one request")
+    add_defaulted(parser, defaults, "--max-tokens", positive, "most tokens a request may ask for")
     parser.add_argument(
         "--max-body-mb",
         type=positive_number,
@@ -96,7 +85,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("debug", "info", "warning", "error"),
         help="uvicorn's log level; info logs every request (default: %(default)s)",
     )
-    command(parser, run)
 
 
 def _api_key(variable: str | None) -> str | None:
@@ -112,6 +100,12 @@ def _api_key(variable: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve a model over HTTP: OpenAI-compatible API, /v1/ground and a web page.
+
+    Serve a grounding model: POST /v1/chat/completions (OpenAI format, images as data URLs), POST
+    /v1/ground (images + question -> box), GET /v1/models, /healthz, /metrics (Prometheus) and a web page
+    at /. Requests arriving together are batched. Local paths are never read and URLs are not fetched
+    unless --allow-url-fetch."""
     import uvicorn
 
     from univg.inference.predictor import Predictor

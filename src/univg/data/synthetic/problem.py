@@ -7,8 +7,10 @@ image without its target and check the box against the pixels.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from univg.data.synthetic.levels import Level
 from univg.data.synthetic.scene import Obj, Rect, Scene
 
 # Stands in the question for the marked object's box, which is only known once the image is drawn.
@@ -78,3 +80,46 @@ class Problem:
                     if obj.id == self.target:
                         return obj
         raise ValueError(f"{self.task}: target {self.target} is in no image")
+
+
+def object_one_problem(
+    task: str,
+    level: Level,
+    images: Iterable[ImageSpec],
+    question: str,
+    phrase: str,
+    chain: str,
+    *,
+    target_image: int,
+    crop: int | None = None,
+    union: bool = False,
+    variant: str = "",
+) -> Problem:
+    """A problem whose answer is object 1 of image `target_image`: the target of every task but reasoning,
+    as scenes number their objects in the order of their looks and tasks give the target's look first."""
+    return Problem(
+        task=task,
+        level=level.name,
+        images=tuple(images),
+        question=question,
+        target_image=target_image,
+        target=1,
+        phrase=phrase,
+        chain=chain,
+        crop=crop,
+        union=union,
+        variant=variant,
+    )
+
+
+def marked_then_found(
+    task: str, level: Level, scenes: Sequence[Scene], question: str, answer_image: int, phrase: str
+) -> Problem:
+    """Image 1 marks the target and the answer is the target in image `answer_image` (its number, one
+    more, fills `question`'s '{k}'): the tasks that follow one object across views or frames."""
+    images = (SceneImage(scenes[0], marker=1), *(SceneImage(scene) for scene in scenes[1:]))
+    number = answer_image + 1
+    chain = f"The marked object is {{obj}}; in image {number} it is at the {{where}}."
+    return object_one_problem(
+        task, level, images, question.format(k=number), phrase, chain, target_image=answer_image
+    )

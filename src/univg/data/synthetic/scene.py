@@ -151,6 +151,17 @@ def distractor_looks(
     return looks
 
 
+def with_distractors(target: Look, count: int, rng: random.Random, level: Level) -> list[Look]:
+    """`count` looks, `target` first and its distractors after: placed in this order, the target is
+    object 1 (what a Problem's `target` names)."""
+    return [target, *distractor_looks(target, count - 1, rng, level)]
+
+
+def target_and_distractors(count: int, rng: random.Random, level: Level) -> list[Look]:
+    """`with_distractors` for a target drawn at random."""
+    return with_distractors(random_look(rng, level), count, rng, level)
+
+
 def object_count(rng: random.Random, level: Level) -> int:
     """Objects in one scene, target included (at least two: a target never stands alone)."""
     return max(2, rng.randint(*level.objects))
@@ -252,3 +263,13 @@ def changed_look(look: Look, change: str, rng: random.Random) -> Look:
     if change == "reshaped":
         return replace(look, shape=rng.choice([s for s in SHAPES if s != look.shape]))
     raise ValueError(f"unknown change {change!r}; expected one of {CHANGES}")
+
+
+def changed_scenes(scene: Scene, variant: str, rng: random.Random) -> tuple[Scene, Scene]:
+    """`scene` before and after a difference task's change to object 1: 'added', 'removed' or one of
+    CHANGES."""
+    if variant == "added":
+        return scene.without(1), scene
+    if variant == "removed":
+        return scene, scene.without(1)
+    return scene, scene.with_look(1, changed_look(scene.get(1).look, variant, rng))

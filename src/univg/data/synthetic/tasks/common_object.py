@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from univg.data.synthetic.levels import Level
-from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.problem import Problem, SceneImage, object_one_problem
 from univg.data.synthetic.questions import COMMON_OBJECT
 from univg.data.synthetic.scene import distractor_looks, name, object_count, random_look, random_scene
 
@@ -28,18 +28,9 @@ def generate(rng: random.Random, level: Level) -> Problem:
         if len(holders) == count:
             looks = rng.choice(holders)
             looks[looks.index(look)] = distractor_looks(common, 1, rng, level, avoid=pool)[0]
-    scenes = []
-    for looks in per_image:
-        all_looks = [common, *looks]
-        scenes.append(random_scene(all_looks, rng, level))
+    scenes = [random_scene([common, *looks], rng, level) for looks in per_image]
     k = rng.randrange(count)
-    return Problem(
-        task=TASK,
-        level=level.name,
-        images=tuple(SceneImage(s) for s in scenes),
-        question=COMMON_OBJECT.format(k=k + 1),
-        target_image=k,
-        target=1,
-        phrase=name(common, [o.look for s in scenes for o in s.objects]),
-        chain=f"{{obj}} is in every image; in image {k + 1} it is at the {{where}}.",
-    )
+    question = COMMON_OBJECT.format(k=k + 1)
+    chain = f"{{obj}} is in every image; in image {k + 1} it is at the {{where}}."
+    phrase = name(common, [o.look for s in scenes for o in s.objects])
+    return object_one_problem(TASK, level, map(SceneImage, scenes), question, phrase, chain, target_image=k)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from univg.data.synthetic.levels import Level
-from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.problem import Problem, SceneImage, object_one_problem
 from univg.data.synthetic.questions import CORRESPONDENCE
 from univg.data.synthetic.scene import COLOURS, SHAPES, Look, name, object_count, random_look, random_scene
 
@@ -32,16 +32,13 @@ def generate(rng: random.Random, level: Level) -> Problem:
         Look(rng.choice(list(COLOURS)), rng.choice(decoy_shapes), rng.choice(level.textures))
         for _ in range(object_count(rng, level) - 1)
     ]
-    scene1 = random_scene(first, rng, level)
-    scene2 = random_scene(second, rng, level)
-    return Problem(
-        task=TASK,
-        level=level.name,
-        images=(SceneImage(scene1, marker=1), SceneImage(scene2)),
-        question=CORRESPONDENCE,
-        target_image=1,
-        target=1,
-        phrase=name(counterpart, second),
-        chain=f"The marked object is {name(marked, first)}; image 2 has {{obj}} of the same shape,"
-        " at the {where}.",
+    images = (
+        SceneImage(random_scene(first, rng, level), marker=1),
+        SceneImage(random_scene(second, rng, level)),
     )
+    phrase = name(counterpart, second)
+    chain = (
+        f"The marked object is {name(marked, first)}; image 2 has {{obj}} of the same shape,"
+        " at the {where}."
+    )
+    return object_one_problem(TASK, level, images, CORRESPONDENCE, phrase, chain, target_image=1)

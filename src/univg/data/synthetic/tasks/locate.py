@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from univg.data.synthetic.levels import Level
-from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.problem import Problem, SceneImage, object_one_problem
 from univg.data.synthetic.questions import LOCATE
 from univg.data.synthetic.scene import distractor_looks, name, object_count, random_look, random_scene
 
@@ -27,15 +27,7 @@ def generate(rng: random.Random, level: Level) -> Problem:
         also_here = index == k or rng.random() < 0.5
         looks = ([target] if also_here else []) + distractor_looks(target, n - int(also_here), rng, level)
         scenes.append(random_scene(looks, rng, level))
-    every_look = [o.look for s in scenes for o in s.objects]
-    expression = name(target, every_look).removeprefix("the ")
-    return Problem(
-        task=TASK,
-        level=level.name,
-        images=tuple(SceneImage(s) for s in scenes),
-        question=LOCATE.format(expr=expression, k=k + 1),
-        target_image=k,
-        target=1,
-        phrase=f"the {expression}",
-        chain=f"In image {k + 1}, {{obj}} is at the {{where}}.",
-    )
+    phrase = name(target, [o.look for s in scenes for o in s.objects])
+    question = LOCATE.format(expr=phrase.removeprefix("the "), k=k + 1)
+    chain = f"In image {k + 1}, {{obj}} is at the {{where}}."
+    return object_one_problem(TASK, level, map(SceneImage, scenes), question, phrase, chain, target_image=k)

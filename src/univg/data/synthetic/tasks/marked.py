@@ -11,23 +11,16 @@ from __future__ import annotations
 import random
 
 from univg.data.synthetic.levels import Level
-from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.problem import Problem, SceneImage, object_one_problem
 from univg.data.synthetic.questions import MARKED
-from univg.data.synthetic.scene import distractor_looks, name, object_count, random_look, random_scene
+from univg.data.synthetic.scene import name, object_count, random_look, random_scene, with_distractors
 
 TASK = "marked"
 
 
 def generate(rng: random.Random, level: Level) -> Problem:
     target = random_look(rng, level)
-    looks = [target, *distractor_looks(target, object_count(rng, level) - 1, rng, level)]
-    return Problem(
-        task=TASK,
-        level=level.name,
-        images=(SceneImage(random_scene(looks, rng, level), marker=1),),
-        question=MARKED,
-        target_image=0,
-        target=1,
-        phrase=name(target, looks),
-        chain="The marked object is {obj}; it is at the {where}.",
-    )
+    looks = with_distractors(target, object_count(rng, level), rng, level)
+    image = SceneImage(random_scene(looks, rng, level), marker=1)
+    chain = "The marked object is {obj}; it is at the {where}."
+    return object_one_problem(TASK, level, (image,), MARKED, name(target, looks), chain, target_image=0)

@@ -11,19 +11,18 @@ import random
 from dataclasses import replace
 
 from univg.data.synthetic.levels import Level
-from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.problem import Problem, marked_then_found
 from univg.data.synthetic.questions import MULTI_VIEW
 from univg.data.synthetic.scene import (
     PlacementError,
-    distractor_looks,
     inside,
     moved_enough,
     name,
     object_count,
     occluder_over,
     random_camera,
-    random_look,
     random_scene,
+    target_and_distractors,
 )
 
 TASK = "multi_view"
@@ -33,9 +32,7 @@ CAMERA_TRIES = 50
 def generate(rng: random.Random, level: Level) -> Problem:
     count = min(5, 3 + level.more_images)
     k = rng.randrange(1, count)
-    n = object_count(rng, level)
-    target = random_look(rng, level)
-    looks = [target, *distractor_looks(target, n - 1, rng, level)]
+    looks = target_and_distractors(object_count(rng, level), rng, level)
     world = random_scene(looks, rng, level, margin=0.1)
     views = [world.viewed(random_camera(rng, level)) for _ in range(count)]
     for _ in range(CAMERA_TRIES):
@@ -47,14 +44,4 @@ def generate(rng: random.Random, level: Level) -> Problem:
         raise PlacementError("no camera pair keeps the target in view and moves it")
     if rng.random() < level.occlusion:
         views[k] = replace(views[k], occluders=(occluder_over(views[k].get(1), rng),))
-    images = [SceneImage(views[0], marker=1), *(SceneImage(v) for v in views[1:])]
-    return Problem(
-        task=TASK,
-        level=level.name,
-        images=tuple(images),
-        question=MULTI_VIEW.format(k=k + 1),
-        target_image=k,
-        target=1,
-        phrase=name(target, looks),
-        chain=f"The marked object is {{obj}}; in image {k + 1} it is at the {{where}}.",
-    )
+    return marked_then_found(TASK, level, views, MULTI_VIEW, k, name(looks[0], looks))

@@ -13,22 +13,21 @@ import random
 from dataclasses import replace
 
 from univg.data.synthetic.levels import Level
-from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.problem import Problem, marked_then_found
 from univg.data.synthetic.questions import OBJECT_TRACKING
 from univg.data.synthetic.scene import (
     Obj,
     PlacementError,
     Scene,
     background,
-    distractor_looks,
     moved_enough,
     name,
     object_count,
     occluder_over,
     overlaps,
     place,
-    random_look,
     random_sizes,
+    target_and_distractors,
 )
 
 TASK = "object_tracking"
@@ -65,10 +64,8 @@ def _apart(objects: list[Obj]) -> bool:
 def generate(rng: random.Random, level: Level) -> Problem:
     frames = min(6, 4 + level.more_images)
     k = rng.randrange(1, frames)
-    n = object_count(rng, level)
-    target = random_look(rng, level)
-    looks = [target, *distractor_looks(target, n - 1, rng, level)]
-    start = place(looks, rng, random_sizes(n, rng, level))
+    looks = target_and_distractors(object_count(rng, level), rng, level)
+    start = place(looks, rng, random_sizes(len(looks), rng, level))
     for _ in range(MOTION_TRIES):
         # The target is fast enough to leave its marked box by frame k.
         paths = [_trajectory(start[0], frames, rng, level, 0.55 * start[0].size / k)]
@@ -85,14 +82,4 @@ def generate(rng: random.Random, level: Level) -> Problem:
             posts = (post,)
     ground = background(rng)
     scenes = [Scene(tuple(snapshot), ground, posts) for snapshot in snapshots]
-    images = [SceneImage(scenes[0], marker=1), *(SceneImage(s) for s in scenes[1:])]
-    return Problem(
-        task=TASK,
-        level=level.name,
-        images=tuple(images),
-        question=OBJECT_TRACKING.format(k=k + 1),
-        target_image=k,
-        target=1,
-        phrase=name(target, looks),
-        chain=f"The marked object is {{obj}}; in image {k + 1} it is at the {{where}}.",
-    )
+    return marked_then_found(TASK, level, scenes, OBJECT_TRACKING, k, name(looks[0], looks))

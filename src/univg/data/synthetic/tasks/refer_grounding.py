@@ -8,17 +8,17 @@ from __future__ import annotations
 import random
 
 from univg.data.synthetic.levels import Level
-from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.problem import Problem, SceneImage, object_one_problem
 from univg.data.synthetic.questions import REFER_GROUNDING
 from univg.data.synthetic.scene import (
     Scene,
     background,
-    distractor_looks,
     name,
     object_count,
     place,
     random_look,
     random_scene,
+    with_distractors,
 )
 
 TASK = "refer_grounding"
@@ -28,16 +28,8 @@ QUERY_SIZE = (0.45, 0.6)  # image 1 is a close-up of the object, as MIG-Bench's 
 def generate(rng: random.Random, level: Level) -> Problem:
     target = random_look(rng, level)
     query = Scene(place([target], rng, [rng.uniform(*QUERY_SIZE)]), background(rng))
-    n = object_count(rng, level)
-    looks = [target, *distractor_looks(target, n - 1, rng, level)]
-    scene = random_scene(looks, rng, level)
-    return Problem(
-        task=TASK,
-        level=level.name,
-        images=(SceneImage(query), SceneImage(scene)),
-        question=REFER_GROUNDING,
-        target_image=1,
-        target=1,
-        phrase=name(target, looks),
-        chain="Image 1 shows {obj}; in image 2 it is at the {where}.",
-    )
+    looks = with_distractors(target, object_count(rng, level), rng, level)
+    images = (SceneImage(query), SceneImage(random_scene(looks, rng, level)))
+    chain = "Image 1 shows {obj}; in image 2 it is at the {where}."
+    phrase = name(target, looks)
+    return object_one_problem(TASK, level, images, REFER_GROUNDING, phrase, chain, target_image=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from univg.data.synthetic.levels import Level
-from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.problem import Problem, SceneImage, object_one_problem
 from univg.data.synthetic.questions import expression_question
 from univg.data.synthetic.scene import (
     Obj,
@@ -84,14 +84,9 @@ def generate(rng: random.Random, level: Level) -> Problem:
         raise PlacementError("no unambiguous expression for this scene")
     attribute = [e for e in found if e[0] == "attribute"]
     kind, expression = attribute[0] if attribute and rng.random() < 0.5 else rng.choice(found)
-    return Problem(
-        task=TASK,
-        level=level.name,
-        images=(SceneImage(Scene(objects, background(rng))),),
-        question=expression_question(expression, rng, tagged=False),
-        target_image=0,
-        target=objects[0].id,
-        phrase=expression,
-        chain="{obj} is at the {where}.",
-        variant=kind,
+    image = SceneImage(Scene(objects, background(rng)))
+    question = expression_question(expression, rng, tagged=False)
+    chain = "{obj} is at the {where}."
+    return object_one_problem(
+        TASK, level, (image,), question, expression, chain, target_image=0, variant=kind
     )

@@ -9,17 +9,9 @@ from __future__ import annotations
 import random
 
 from univg.data.synthetic.levels import Level
-from univg.data.synthetic.problem import CropImage, Problem, SceneImage
+from univg.data.synthetic.problem import CropImage, Problem, SceneImage, object_one_problem
 from univg.data.synthetic.questions import REGION
-from univg.data.synthetic.scene import (
-    Obj,
-    Rect,
-    distractor_looks,
-    name,
-    object_count,
-    random_look,
-    random_scene,
-)
+from univg.data.synthetic.scene import Obj, Rect, name, object_count, random_scene, target_and_distractors
 
 TASK = "region"
 MARGIN = (1.3, 1.8)  # region side over object side
@@ -36,22 +28,16 @@ def _cut(obj: Obj, rng: random.Random) -> Rect:
 
 def generate(rng: random.Random, level: Level) -> Problem:
     n = object_count(rng, level)
-    target = random_look(rng, level)
-    looks = [target, *distractor_looks(target, n - 1, rng, level)]
+    looks = target_and_distractors(n, rng, level)
     scene = random_scene(looks, rng, level)
     regions = min(n, 3, 1 + level.more_images + rng.randint(0, 1))
     k = rng.randrange(regions)
     others = rng.sample(scene.objects[1:], regions - 1)
     subjects = [*others[:k], scene.objects[0], *others[k:]]
     crops = [CropImage(0, _cut(obj, rng), obj.id) for obj in subjects]
-    return Problem(
-        task=TASK,
-        level=level.name,
-        images=(SceneImage(scene), *crops),
-        question=REGION.format(k=k + 1),
-        target_image=0,
-        target=1,
-        phrase=name(target, looks),
-        chain=f"Region {k + 1} shows {{obj}}; in the source image it is at the {{where}}.",
-        crop=k + 1,
+    chain = f"Region {k + 1} shows {{obj}}; in the source image it is at the {{where}}."
+    images = (SceneImage(scene), *crops)
+    phrase = name(looks[0], looks)
+    return object_one_problem(
+        TASK, level, images, REGION.format(k=k + 1), phrase, chain, target_image=0, crop=k + 1
     )

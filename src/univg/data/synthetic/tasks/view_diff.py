@@ -10,20 +10,19 @@ from __future__ import annotations
 import random
 
 from univg.data.synthetic.levels import Level
-from univg.data.synthetic.problem import Problem, SceneImage
+from univg.data.synthetic.problem import Problem, SceneImage, object_one_problem
 from univg.data.synthetic.questions import VIEW_DIFF
 from univg.data.synthetic.scene import (
     CHANGES,
     Camera,
     PlacementError,
-    changed_look,
-    distractor_looks,
+    changed_scenes,
     inside,
     name,
     object_count,
     random_camera,
-    random_look,
     random_scene,
+    target_and_distractors,
 )
 
 TASK = "view_diff"
@@ -38,20 +37,13 @@ def _moved(a: Camera, b: Camera) -> bool:
 
 def generate(rng: random.Random, level: Level) -> Problem:
     variant = rng.choice(VARIANTS)
-    count = object_count(rng, level) + 1
-    target = random_look(rng, level)
-    looks = [target, *distractor_looks(target, count - 1, rng, level)]
+    looks = target_and_distractors(object_count(rng, level) + 1, rng, level)
     world = random_scene(looks, rng, level, margin=0.1)
-    before_world, after_world = world, world
-    looks_after = looks
+    before_world, after_world = changed_scenes(world, variant, rng)
     if variant == "added":
-        before_world = world.without(1)
         chain = "Compared with image 1, image 2 adds {obj}, at the {where}."
     else:
-        new = changed_look(target, variant, rng)
-        after_world = world.with_look(1, new)
-        looks_after = [new, *looks[1:]]
-        chain = f"{name(target, looks)} of image 1 is {{obj}} in image 2, at the {{where}}."
+        chain = f"{name(looks[0], looks)} of image 1 is {{obj}} in image 2, at the {{where}}."
     for _ in range(CAMERA_TRIES):
         first, second = random_camera(rng, level), random_camera(rng, level)
         seen = (*world.viewed(first).objects, *after_world.viewed(second).objects)
@@ -59,14 +51,7 @@ def generate(rng: random.Random, level: Level) -> Problem:
             break
     else:
         raise PlacementError("no camera pair keeps every object in both views")
-    return Problem(
-        task=TASK,
-        level=level.name,
-        images=(SceneImage(before_world.viewed(first)), SceneImage(after_world.viewed(second))),
-        question=VIEW_DIFF,
-        target_image=1,
-        target=1,
-        phrase=name(looks_after[0], looks_after),
-        chain=chain,
-        variant=variant,
-    )
+    images = (SceneImage(before_world.viewed(first)), SceneImage(after_world.viewed(second)))
+    looks_after = [obj.look for obj in after_world.objects]  # the target's look as image 2 shows it
+    phrase = name(looks_after[0], looks_after)
+    return object_one_problem(TASK, level, images, VIEW_DIFF, phrase, chain, target_image=1, variant=variant)
