@@ -57,6 +57,8 @@ def test_rebuild_command_runs_its_phases_and_a_rerun_skips_what_is_done(
     named = "referring,locate,marked:mixed:3:named:anneal"
     assert [p["phase"] for p in log["phases"]] == ["referring:easy:2", named]
     assert set(log["phases"][0]["accuracy"]) == {"referring", "average"}
+    assert set(log["phases"][1]["names_target"]) == {"referring", "locate", "marked"}
+    assert all(0 <= v <= 100 for p in log["phases"] for v in p["names_target"].values())
     assert all("init" not in p for p in log["phases"])  # no machine-specific paths in a shipped log
     card = (out / "base" / CARD).read_text(encoding="utf-8")
     assert f"--phase referring:easy:2 --phase {named}" in card

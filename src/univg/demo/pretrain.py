@@ -253,13 +253,15 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
         say(f"pretrain {number}: training up to {phase.steps} steps of {config.batch_size}")
         model, record = train_phase(config, index, model, synth, left)
         say(f"pretrain {number}: held-out evaluation")
-        record["accuracy"] = score_model(
+        scores = score_model(
             model,
             synth / "eval.jsonl",
             out / f"eval-{index}",
             style="plain",
             batch_size=config.eval_batch_size,
-        ).accuracy()
+        )
+        record["accuracy"] = scores.accuracy()
+        record["names_target"] = {task: sum(v) / len(v) for task, v in scores.named.items()}
         losses += [(steps + step, loss) for step, loss in record["losses"]]
         steps += record["steps"]
         records.append({k: v for k, v in record.items() if k not in ("losses", "init")})
@@ -333,14 +335,20 @@ def render_card(config: PretrainConfig, result: PretrainResult) -> str:
         "",
         "## Phases and held-out Acc@0.5 after each (plain prompt, its own held-out split)",
         "",
-        "| phase (tasks:difficulty) | steps | minutes | Acc@0.5 per task | average |",
-        "|---|---|---|---|---|",
+        "| phase (tasks:difficulty) | steps | minutes | Acc@0.5 per task | average | answers naming the target |",
+        "|---|---|---|---|---|---|",
         *(
             f"| {_phase_label(Phase.parse(p['phase']))} | {p['steps']} | {p['train_seconds'] / 60:.1f} | "
             + ", ".join(f"{task} {value:.1f}" for task, value in p["accuracy"].items() if task != "average")
-            + f" | {p['accuracy']['average']:.1f} |"
+            + f" | {p['accuracy']['average']:.1f} | "
+            + ", ".join(f"{task} {value:.1f}" for task, value in p.get("names_target", {}).items())
+            + " |"
             for p in result.phases
         ),
+        "",
+        "A named answer names the target when it holds the phrase the sample's teacher chain uses (its whole",
+        "colour, shape and, where needed, texture); `marked` gives the box in the question, so its Acc@0.5 is a",
+        "copy and its naming share is what it measures.",
         "",
     ]
     if result.losses:
