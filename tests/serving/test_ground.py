@@ -34,8 +34,9 @@ def test_ground_finds_the_box_in_the_named_image(demo_server, form):
     assert response.status_code == 200, response.text
     reply = response.json()
     assert reply["model"] == "univg-demo-base"
-    assert reply["text"].startswith("(")
-    # The base writes the bare box alone (its card: plain answers without Qwen2-VL's box tags); the question names the image, so the box goes there.
+    # The base names the target, then writes its bare box (its card: Qwen2-VL's grounded form); the question names
+    # the image, so the box goes there.
+    assert reply["text"].startswith("<|object_ref_start|>the red circle<|object_ref_end|>(")
     assert reply["target_image"] == 1 and reply["target_source"] == "question"
     assert reply["image_sizes"] == [[112, 112], [112, 112]]
     assert [round(v * 112, 6) for v in reply["box"]] == [round(v, 6) for v in reply["box_pixels"]]

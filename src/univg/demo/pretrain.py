@@ -2,8 +2,9 @@
 
 The paper starts from Qwen2-VL, which already grounds simple references. No checkpoint can be
 downloaded here and a random model shows nothing for thousands of steps (shared/notes/learnability.md),
-so `univg demo pretrain-base` plays Qwen2-VL's pretraining: single-image referring and "locate X in
-image k" only, with plain Qwen2-VL answers, through the project's own stage-1 trainer. The result ships
+so `univg demo pretrain-base` plays Qwen2-VL's pretraining: single-image referring, "locate X in image k"
+and "name the marked object" only, with plain Qwen2-VL answers (in `named` phases its grounded form, the
+target's name before the box), through the project's own stage-1 trainer. The result ships
 in the package (`univg/assets/demo_base`) with a card saying how to rebuild it.
 """
 
