@@ -21,7 +21,7 @@ from univg.data.prompts import (
     answer_text,
     sample_messages,
 )
-from univg.data.schema import GroundingSample, read_jsonl
+from univg.data.schema import GroundingSample, SampleError, read_jsonl
 
 SIZES = [(640, 480), (1280, 720), (333, 999), (90, 60)]
 
@@ -126,8 +126,9 @@ def test_named_plain_answers_and_chainless_simple_references() -> None:
     assert text == "<|object_ref_start|>the red circle<|object_ref_end|>(100, 200), (300, 400)"
     assert extract_box(text, "first") == (100, 200, 300, 400)
     unnamed = GroundingSample("2", "locate", "synthetic", ["a.png"], "q", 0, box)
-    with pytest.raises(ValueError, match=r"sample 2: extra\.phrase is missing"):
+    with pytest.raises(SampleError, match=r"sample 2: extra\.phrase is missing") as refused:
         sample_messages(unnamed, style="plain", with_answer=True, name_target=True)
+    assert refused.value.option == "answer_names_target" and refused.value.field_name == "extra.phrase"
     referring = GroundingSample("3", "referring", "synthetic", ["a.png"], "the red circle", 0, box, cot="why")
     for chains, expected in ((True, "<think>why</think><answer>"), (False, "<answer>")):
         reply = sample_messages(referring, with_answer=True, simple_reference_chains=chains)[1]

@@ -15,7 +15,7 @@ from typing import Any
 from univg.core.boxes import CoordSystem, from_normalized
 from univg.core.resize import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 from univg.data.images import ImageLoadError, target_resized_size
-from univg.data.schema import GroundingSample
+from univg.data.schema import GroundingSample, SampleError
 
 # The paper's stage-2 instruction (UniVG-R1, section 3.2), appended to every reasoning prompt.
 COT_SUFFIX = (
@@ -153,9 +153,13 @@ def sample_messages(
         if name_target:
             ref = sample.extra.get("phrase")
             if not isinstance(ref, str) or not ref:
-                raise ValueError(
+                raise SampleError(
                     f"sample {sample.id}: extra.phrase is missing; answers that name the target need the "
-                    "phrase a synthetic sample records (regenerate it with univg data synth)"
+                    "phrase a synthetic sample records",
+                    record=sample.id,
+                    field_name="extra.phrase",
+                    option="answer_names_target",
+                    hint="regenerate the data with univg data synth, or leave {option} off",
                 )
         answer = answer_text(
             sample.box,
