@@ -83,11 +83,11 @@ def _say(message: str) -> None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    """Rebuild the demo's shipped base checkpoint (tiny Qwen2-VL from random weights).
+    """Rebuild the demo's shipped base checkpoint (tiny Qwen2-VL, from random weights or an earlier base).
 
-    Train the tiny Qwen2-VL from random weights on synthetic referring and locate data, phase by phase,
-    evaluate it on held-out data and write DIR/base (checkpoint + CARD.md), the demo's base model. Run
-    again with the same arguments after a kill, it resumes where it stopped."""
+    Train the tiny Qwen2-VL on synthetic referring, locate and marked data, phase by phase, evaluate it on
+    held-out data and write DIR/base (checkpoint + CARD.md), the demo's base model. Run again with the
+    same arguments after a kill, it resumes where it stopped."""
     from univg.data.files import check_output
     from univg.demo.pretrain import PretrainConfig, pretrain_base
 

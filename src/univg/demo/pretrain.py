@@ -28,6 +28,8 @@ PRETRAIN_LOG = "pretrain_log.json"
 CARD = "CARD.md"
 ANNEAL = "anneal"
 NAMED = "named"
+# A phase's options, in the order its text writes them, and how its card row says each.
+PHASE_OPTIONS = {NAMED: "answers name the target", ANNEAL: "lr annealed to 0"}
 
 
 @dataclass(frozen=True)
@@ -56,16 +58,19 @@ class Phase:
         expected = f"expected TASKS:DIFFICULTY:STEPS[:{NAMED}][:{ANNEAL}], e.g. referring:easy:6000"
         if len(parts) < 3 or not parts[2].strip().isdigit() or int(parts[2]) < 1:
             raise ValueError(f"phase {text!r}: {expected}")
-        unknown = [o for o in options if o not in (NAMED, ANNEAL)]
+        unknown = [o for o in options if o not in PHASE_OPTIONS]
         if unknown or len(set(options)) != len(options):
             raise ValueError(f"phase {text!r}: {expected} (options: each of {NAMED}, {ANNEAL} at most once)")
         if parts[1] not in DIFFICULTIES:
             raise ValueError(f"phase {text!r}: difficulty {parts[1]!r} is not one of {DIFFICULTIES}")
         return cls(parse_tasks(parts[0]), parts[1], int(parts[2]), ANNEAL in options, NAMED in options)
 
+    def options(self) -> list[str]:
+        """The options this phase has on, in PHASE_OPTIONS order."""
+        return [option for option in PHASE_OPTIONS if {NAMED: self.named, ANNEAL: self.anneal}[option]]
+
     def __str__(self) -> str:
-        flags = [flag for flag, on in ((NAMED, self.named), (ANNEAL, self.anneal)) if on]
-        return ":".join([",".join(self.tasks), self.difficulty, str(self.steps), *flags])
+        return ":".join([",".join(self.tasks), self.difficulty, str(self.steps), *self.options()])
 
 
 # Easy single-image referring until the model localises, then the full mix of referring and "locate X
@@ -262,7 +267,7 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
             batch_size=config.eval_batch_size,
         )
         record["accuracy"] = scores.accuracy()
-        record["names_target"] = {task: sum(v) / len(v) for task, v in scores.named.items()}
+        record["names_target"] = scores.naming()
         losses += [(steps + step, loss) for step, loss in record["losses"]]
         steps += record["steps"]
         records.append({k: v for k, v in record.items() if k not in ("losses", "init")})
@@ -300,11 +305,7 @@ def pretrain_base(config: PretrainConfig, progress: Progress | None = None) -> P
 
 
 def _phase_label(phase: Phase) -> str:
-    notes = [
-        note
-        for note, on in (("answers name the target", phase.named), ("lr annealed to 0", phase.anneal))
-        if on
-    ]
+    notes = [PHASE_OPTIONS[option] for option in phase.options()]
     label = f"{','.join(phase.tasks)}:{phase.difficulty}"
     return f"{label} ({', '.join(notes)})" if notes else label
 

@@ -43,9 +43,8 @@ class StageResult:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     log_history: list[dict[str, Any]] = field(default_factory=list)
-    named: dict[str, list[float]] = field(
-        default_factory=dict
-    )  # task -> 100 when the response names the target
+    # task -> 100 or 0 per held-out sample: whether the response names the target
+    named: dict[str, list[float]] = field(default_factory=dict)
 
     def accuracy(self, task: str) -> float:
         values = self.hits[task]

@@ -33,9 +33,17 @@ class StageScores:
 
     def accuracy(self) -> dict[str, float]:
         """Acc@0.5 (percent) per task and their macro "average"."""
-        per_task = {task: sum(v) / len(v) for task, v in self.hits.items()}
+        per_task = _per_task_mean(self.hits)
         per_task["average"] = sum(per_task.values()) / len(per_task)
         return per_task
+
+    def naming(self) -> dict[str, float]:
+        """Percent of each task's responses that name the target."""
+        return _per_task_mean(self.named)
+
+
+def _per_task_mean(values: dict[str, list[float]]) -> dict[str, float]:
+    return {task: sum(v) / len(v) for task, v in values.items()}
 
 
 def score_model(
