@@ -69,14 +69,11 @@ def add_command_group(
     help: str,
     metavar: str,
     description: str | None = None,
-    parser_class: type[argparse.ArgumentParser] | None = None,
 ) -> argparse._SubParsersAction:
-    """Command `name` whose subcommands do the work (stored in `<name>_command`, each built by
-    `parser_class` when given); alone, it prints its help."""
+    """Command `name` whose subcommands do the work (stored in `<name>_command`); alone, it prints its help."""
     parser = subparsers.add_parser(name, help=help, description=description)
     command(parser, lambda _args: parser.print_help())
-    extra = {"parser_class": parser_class} if parser_class is not None else {}
-    return parser.add_subparsers(dest=f"{name}_command", metavar=metavar, **extra)
+    return parser.add_subparsers(dest=f"{name}_command", metavar=metavar)
 
 
 def flag_speller(parser: argparse.ArgumentParser) -> Callable[[str], str]:

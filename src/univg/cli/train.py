@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from univg.cli.options import CommandParser, add_command_group, command
+from univg.cli.options import CommandParser, command
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    stages = add_command_group(
-        subparsers,
-        "train",
-        help="train stage 1 (sft) or stage 2 (grpo)",
-        metavar="STAGE",
-        parser_class=RecipeArgumentParser,
-    )
+    parser = subparsers.add_parser("train", help="train stage 1 (sft) or stage 2 (grpo)")
+    stages = parser.add_subparsers(dest="train_command", metavar="STAGE", parser_class=RecipeArgumentParser)
     for stage in STAGES:
         stage_parser = stages.add_parser(
             stage.name, help=stage.help, description=stage.description, epilog=f"example: {stage.example}"
@@ -116,3 +111,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
         stage_parser.set_defaults(stage=stage)
         command(stage_parser, run)
+    command(parser, lambda _args: parser.print_help())
