@@ -36,7 +36,7 @@ def test_grpo_step_times_all_three_systems_on_the_same_work(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_throughput_checks_every_setting_against_one_at_a_time(tmp_path):
+def test_eval_throughput_checks_every_setting_against_one_at_a_time_through_generate(tmp_path):
     result = run_script(
         "eval_throughput.py",
         tmp_path,
@@ -50,7 +50,8 @@ def test_eval_throughput_checks_every_setting_against_one_at_a_time(tmp_path):
         "1",
     )
     settings = result["settings"]
-    assert len(settings) == 3 and all(s["identical_to_one_at_a_time"] for s in settings.values())
+    assert len(settings) == 5 and all(s["identical_to_the_first_row"] for s in settings.values())
+    assert [s["fast_decode"] for s in settings.values()] == [False, True, True, True, False]
 
 
 @pytest.mark.slow

@@ -63,6 +63,24 @@ def test_batched_greedy_equals_one_by_one(predictor, images):
     assert all(p.generated_tokens <= SHORT.max_new_tokens for p in batched)
 
 
+@pytest.mark.parametrize(
+    "generation",
+    [SHORT, GenerationOptions(max_new_tokens=12, do_sample=True, temperature=0.8, top_p=0.9, seed=5)],
+    ids=["greedy", "sampled"],
+)
+def test_the_fast_decoding_loop_answers_as_generate_does(predictor, images, generation):
+    requests = _requests(images)
+    fast = predictor.predict(requests, generation=generation)
+    slow = Predictor(
+        LoadedModel(predictor.model, predictor.processor, predictor.coords),
+        batch_size=4,
+        fast_decode=False,
+    ).predict(requests, generation=generation)
+    assert predictor.fast_decode
+    assert [p.text for p in fast] == [p.text for p in slow]
+    assert len({p.text for p in fast}) > 1
+
+
 class PromptPadding:
     """The attention masks of each `generate` call's prompt (a forward pre-hook on the model)."""
 

@@ -1,5 +1,6 @@
 """Each GRPO speed flag against TRL's own path: the same completions, log-probabilities, loss and
-gradients, on the tiny varied model (float32, so "the same" means float rounding, 1e-6 relative)."""
+gradients, on the tiny varied model (float32, so "the same" means float rounding: 1e-5 relative; CPUs
+differ in their kernels' summation order, an AMD EPYC measured 1.01e-6 where an Intel Xeon stayed below 1e-6)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ from univg.training.prompt_sharing import PreallocatedLayer, PromptGroups, split
 sys.path.insert(0, str(Path(__file__).parent))
 import test_grpo_objective as objective
 
-SPEED_FLAGS = ("cache_vision_features", "prefill_once", "pack_prompt_groups", "skip_zero_advantage")
+SPEED_FLAGS = (
+    "cache_vision_features",
+    "prefill_once",
+    "fast_decode",
+    "pack_prompt_groups",
+    "skip_zero_advantage",
+)
 ALL_OFF = dict.fromkeys(SPEED_FLAGS, False)
 NO_FORMAT = "no tags (200, 200), (700, 700)"  # accuracy 0, format 0
 
@@ -90,8 +97,8 @@ def test_a_flag_keeps_the_loss_and_gradient_of_a_step(
         tiny_varied_model_dir, synth_dir, tmp_path / "on", trainer_class, **on, **fields
     )
     assert off_grad.norm() > 0
-    assert relative(on_grad, off_grad) < 1e-6
-    assert on_loss == pytest.approx(off_loss, rel=1e-6, abs=1e-9)
+    assert relative(on_grad, off_grad) < 1e-5
+    assert on_loss == pytest.approx(off_loss, rel=1e-5, abs=1e-9)
     if flag == "skip_zero_advantage":
         assert trainer.state.log_history[0][SKIP_METRIC] == pytest.approx(0.5)  # one of two groups
 
@@ -147,21 +154,35 @@ def generation_batch(trainer) -> tuple[list, list, dict]:
     return trainer._tokenize_prompts(prompts)
 
 
+GENERATION_FLAGS = {
+    "prefill-once": {"prefill_once": True, "fast_decode": False},
+    "fast-decode": {"prefill_once": False, "fast_decode": True},
+    "both": {"prefill_once": True, "fast_decode": True},
+}
+
+
+@pytest.mark.parametrize("flags", GENERATION_FLAGS)
 @pytest.mark.parametrize("temperature", [1.0, 1e-4], ids=["sampled", "near-greedy"])
-def test_prefill_once_generates_the_same_completions(tiny_varied_model_dir, synth_dir, tmp_path, temperature):
+def test_generation_flags_sample_the_same_completions(
+    tiny_varied_model_dir, synth_dir, tmp_path, flags, temperature
+):
     completions = {}
-    for prefill_once in (False, True):
+    for name, fields in {
+        "off": {"prefill_once": False, "fast_decode": False},
+        "on": GENERATION_FLAGS[flags],
+    }.items():
         trainer = objective.build(
-            tiny_varied_model_dir, synth_dir, tmp_path / str(prefill_once), DifficultyAwareGRPOTrainer,
-            prefill_once=prefill_once, temperature=temperature,
+            tiny_varied_model_dir, synth_dir, tmp_path / name, DifficultyAwareGRPOTrainer,
+            temperature=temperature, **fields,
         )  # fmt: skip
         prompt_ids, images, fields = generation_batch(trainer)
         torch.manual_seed(3)
-        completions[prefill_once], _ = trainer._generate_single_turn(
+        completions[name], _ = trainer._generate_single_turn(
             prompt_ids, images, fields, objective.NUM_GENERATIONS
         )
-    assert completions[True] == completions[False]
-    assert len({tuple(c) for c in completions[False]}) >= 2  # they differ (by prompt): the check can fail
+        assert "generate" not in vars(trainer.model)  # the wrappers are gone after generation
+    assert completions["on"] == completions["off"]
+    assert len({tuple(c) for c in completions["off"]}) >= 2  # they differ (by prompt): the check can fail
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "data's order (same answers either way; default: %(default)s)",
     )
     run.add_argument(
+        "--no-fast-decode",
+        dest="fast_decode",
+        action="store_false",
+        help="decode with transformers' generate loop instead of univg's (Qwen2-VL models; the same answers)",
+    )
+    run.add_argument(
         "--style",
         choices=("univg", "plain"),
         help="prompt: univg = UniVG-R1's reasoning suffix (default), plain = Qwen2-VL plain grounding",

@@ -78,6 +78,7 @@ class RunConfig:
     limit: int | None = None  # at most this many samples per task (the first ones)
     batch_size: int = 32  # a batch that does not fit is split (Predictor), so large costs nothing
     length_sort_window: int = 8  # batches sorted by prompt length together (1: the data's order)
+    fast_decode: bool = True  # univg's decoding loop for Qwen2-VL models (the same answers as generate's)
     style: str | None = None  # univg or plain; default: the benchmark's (UniVG-R1's prompt)
     parse: ParseMode | None = None  # primary parse mode; default answer (univg) / first (plain)
     max_new_tokens: int = 256
@@ -422,6 +423,7 @@ def _grounder(plan: _Plan, ranks: _Ranks) -> tuple[Grounder, CoordSystem]:
         generation=plan.generation,
         style=plan.style,
         length_sort_window=config.length_sort_window,
+        fast_decode=config.fast_decode,
     )
     return predictor, loaded.coords
 

@@ -272,6 +272,7 @@ class Predictor:
         style: PromptStyle | str = PromptStyle.UNIVG,
         parse_mode: ParseMode | None = None,
         length_sort_window: int = 8,
+        fast_decode: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -282,6 +283,8 @@ class Predictor:
         self.coords = loaded.coords
         self.batch_size = batch_size
         self.length_sort_window = length_sort_window  # batches whose requests are sorted by length
+        # univg's decoding loop for Qwen2-VL models (`models.fast_decode`): generate's tokens, less overhead
+        self.fast_decode = fast_decode
         self.generation = generation or GenerationOptions()
         self.style = PromptStyle(style)
         self.parse_mode: ParseMode = parse_mode or default_parse_mode(self.style)
@@ -431,6 +434,8 @@ class Predictor:
         import torch
         from transformers import GenerationConfig
 
+        from univg.models.fast_decode import fast_sample
+
         start = time.perf_counter()
         inputs = self._encode(batch)
         loaded_at = time.perf_counter()
@@ -451,7 +456,12 @@ class Predictor:
         if options.seed is not None:
             torch.manual_seed(options.seed)
         with torch.inference_mode():
-            output = self.model.generate(**inputs, generation_config=config, streamer=streamer)
+            output = self.model.generate(
+                **inputs,
+                generation_config=config,
+                streamer=streamer,
+                custom_generate=fast_sample if self.fast_decode else None,
+            )
         generated = output[:, inputs["input_ids"].shape[1] :].tolist()
         timing = Timing(len(batch), prepare_s + loaded_at - start, time.perf_counter() - loaded_at)
         return [

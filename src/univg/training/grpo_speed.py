@@ -6,6 +6,8 @@ same loss and gradients (or the same completions) as TRL's own path.
   log-probability pass (`prompt_sharing.VisionFeatureCache`);
 - `prefill_once`: generation prefills each distinct prompt once and copies its key-value cache to its N
   completions (`prompt_sharing.PrefillOnce`);
+- `fast_decode`: completions are sampled by univg's decoding loop for Qwen2-VL models, transformers' own
+  logits processors and sampling without `generate`'s per-token overhead (`models.fast_decode`);
 - `pack_prompt_groups`: the log-probability passes (policy, old policy, reference) run each distinct
   prompt once, its completions packed after it under a block mask (`prompt_sharing.packed_completion_logps`);
 - `skip_zero_advantage`: with no KL term (beta 0), completions whose advantage is exactly 0 have zero
@@ -15,12 +17,14 @@ same loss and gradients (or the same completions) as TRL's own path.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_by_grid
 
+from univg.models.fast_decode import fast_decoding
 from univg.training.prompt_sharing import (
     PACKABLE_ATTENTION,
     PrefillOnce,
@@ -48,6 +52,13 @@ class GRPOSpeedArguments:
         default=True,
         metadata={
             "help": "prefill each distinct prompt once in generation and copy its cache to its completions"
+        },
+    )
+    fast_decode: bool = field(
+        default=True,
+        metadata={
+            "help": "sample Qwen2-VL / Qwen2.5-VL completions with univg's decoding loop (transformers' processors "
+            "and sampling, without generate's per-token overhead; other models use generate's own loop)"
         },
     )
     pack_prompt_groups: bool = field(
@@ -90,11 +101,12 @@ class SharedPromptWorkMixin:
     ):  # type: ignore[override]
         plain_generate = not (self.use_vllm or self.use_transformers_continuous_batching or self.tools)
         plain_generate = plain_generate and self.args.cache_implementation is None  # it brings its own cache
-        if not (self.args.prefill_once and plain_generate):
-            return super()._generate_single_turn(
-                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
-            )
-        with PrefillOnce(self.accelerator.unwrap_model(self.model_wrapped)):
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        with contextlib.ExitStack() as stack:
+            if self.args.fast_decode and plain_generate:
+                stack.enter_context(fast_decoding(model))
+            if self.args.prefill_once and plain_generate:
+                stack.enter_context(PrefillOnce(model))
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
             )

@@ -487,6 +487,7 @@ class PrefillOnce:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.original = model.generate
+        self.previous = vars(model).get("generate")  # a wrapper of an enclosing context, restored on exit
 
     def __enter__(self) -> PrefillOnce:
         @functools.wraps(self.original)
@@ -497,7 +498,10 @@ class PrefillOnce:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        del self.model.generate
+        if self.previous is None:
+            del self.model.generate
+        else:
+            self.model.generate = self.previous
 
     def generate(
         self,

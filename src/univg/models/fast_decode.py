@@ -1,0 +1,289 @@
+"""A decoding loop for Qwen2-VL and Qwen2.5-VL that samples as `generate` does, without its per-token overhead.
+
+For a small model a decoding step of transformers' `generate` is mostly Python: input preparation, mask
+building, RoPE index bookkeeping, cache classes and output dataclasses around a handful of matrix products.
+`fast_sample` is a `custom_generate` for `model.generate(...)`: transformers still prepares the generation
+config, the logits processors, the stopping criteria and the prefill, and this loop then runs the same
+modules (each called as it is, so LoRA or quantised layers work), the same processors and the same
+`torch.multinomial` / argmax on one key-value buffer sized for the whole generation. Generated text tokens
+have equal temporal, height and width positions, so multimodal RoPE is 1-D RoPE at
+(valid tokens before) + the prompt's rope delta. A row that has finished leaves the batch (`generate` runs
+every row to the longest answer's end); sampling still draws for every row, so the random stream and the
+tokens are `generate`'s. The logits equal `generate`'s up to float rounding (tests/models/test_fast_decode.py);
+anything the loop does not cover goes to transformers' own loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional
+from transformers import GenerationMixin
+from transformers.generation.configuration_utils import GenerationMode
+
+SUPPORTED_MODEL_TYPES = frozenset({"qwen2_vl", "qwen2_5_vl"})
+PLAIN_LOOP_MODES = frozenset({GenerationMode.SAMPLE, GenerationMode.GREEDY_SEARCH})  # transformers' `_sample`
+
+
+def fast_decode_unsupported(model: nn.Module) -> str | None:
+    """Why `fast_sample` would hand this model to transformers' loop, or None when it decodes it itself."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+        return f"model type {getattr(config, 'model_type', None)!r} is not one of {sorted(SUPPORTED_MODEL_TYPES)}"
+    text = config.get_text_config()
+    if getattr(text, "use_sliding_window", False):
+        return "sliding-window attention"
+    if (getattr(text, "rope_parameters", None) or {}).get("rope_type", "default") != "default":
+        return "a RoPE scaling type other than default"
+    if config._attn_implementation not in ("sdpa", "eager"):
+        return f"attention {config._attn_implementation!r} (the loop computes sdpa)"
+    return None
+
+
+def _rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Qwen2's RMSNorm: normalised in float32, cast back, then scaled."""
+    dtype = x.dtype
+    x = x.float()
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    return norm.weight * x.to(dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+class _KeyValueBuffers:
+    """Every layer's keys and values for the whole generation, filled from the prefill's cache."""
+
+    def __init__(self, cache: Any, capacity: int) -> None:
+        self.keys, self.values = [], []
+        for layer in cache.layers:
+            batch, heads, length, dim = layer.keys.shape
+            keys = layer.keys.new_empty(batch, heads, capacity, dim)
+            values = layer.values.new_empty(batch, heads, capacity, dim)
+            keys[:, :, :length] = layer.keys
+            values[:, :, :length] = layer.values
+            self.keys.append(keys)
+            self.values.append(values)
+        self.length = length
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Only these rows decode on: the others' keys and values are dropped."""
+        self.keys = [keys[rows] for keys in self.keys]
+        self.values = [values[rows] for values in self.values]
+
+
+def _projections(modules: list[nn.Module]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The modules' outputs side by side: one matrix product when all are plain linear layers (their
+    weights concatenated once per generation), else each module called as it is (LoRA, quantised)."""
+    plain = all(type(module) is nn.Linear for module in modules)
+    if plain and len({module.bias is None for module in modules}) == 1:
+        weight = torch.cat([module.weight for module in modules])
+        bias = None if modules[0].bias is None else torch.cat([module.bias for module in modules])
+        return lambda x: functional.linear(x, weight, bias)
+    return lambda x: torch.cat([module(x) for module in modules], dim=-1)
+
+
+class _Decoder:
+    """One decoding step of the language model, its projections prepared for this generation."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.text = text = model.model.language_model
+        config = text.config
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.qkv = [
+            _projections([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj])
+            for layer in text.layers
+        ]
+        self.gate_up = [_projections([layer.mlp.gate_proj, layer.mlp.up_proj]) for layer in text.layers]
+
+    def step(
+        self, tokens: torch.Tensor, positions: torch.Tensor, buffers: _KeyValueBuffers, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits after one token per row at `positions`; its keys and values go to `buffers.length`.
+
+        Each key-value head's group of query heads attends as one batch of queries (no repeated keys).
+        """
+        text, heads, kv_heads, head_dim = self.text, self.heads, self.kv_heads, self.head_dim
+        batch, group = tokens.size(0), heads // kv_heads
+        x = text.embed_tokens(tokens[:, None])
+        freqs = positions[:, None].float() * text.rotary_emb.inv_freq.float()
+        angles = torch.cat((freqs, freqs), dim=-1)
+        scale = text.rotary_emb.attention_scaling
+        cos = (angles.cos() * scale).to(x.dtype)[:, None, None]
+        sin = (angles.sin() * scale).to(x.dtype)[:, None, None]
+        at, end = buffers.length, buffers.length + 1
+        allowed = mask[:, None, None, :end]
+        sizes = (heads * head_dim, kv_heads * head_dim, kv_heads * head_dim)
+        for index, layer in enumerate(text.layers):
+            attention = layer.self_attn
+            q, k, v = self.qkv[index](_rms_norm(layer.input_layernorm, x)).split(sizes, dim=-1)
+            q = _rotate(q.view(batch, kv_heads, group, head_dim), cos, sin)
+            buffers.keys[index][:, :, at] = _rotate(k.view(batch, kv_heads, head_dim), cos[:, 0], sin[:, 0])
+            buffers.values[index][:, :, at] = v.view(batch, kv_heads, head_dim)
+            out = functional.scaled_dot_product_attention(
+                q,
+                buffers.keys[index][:, :, :end],
+                buffers.values[index][:, :, :end],
+                attn_mask=allowed,
+                scale=attention.scaling,
+            )
+            x = x + attention.o_proj(out.reshape(batch, 1, heads * head_dim))
+            gate, up = self.gate_up[index](_rms_norm(layer.post_attention_layernorm, x)).chunk(2, dim=-1)
+            x = x + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
+        buffers.length = end
+        return self.model.lm_head(_rms_norm(text.norm, x))[:, -1]
+
+
+@contextlib.contextmanager
+def _forward_autocast(model: nn.Module) -> Iterator[Callable[[], Any]]:
+    """Records the autocast state the model's forward runs in (accelerate wraps `forward` in one under
+    mixed precision) and yields a context that restores it for the loop's steps, which bypass `forward`."""
+    state: dict[str, Any] = {}
+    device = next(model.parameters()).device.type
+
+    def record(*_: Any) -> None:
+        state.update(enabled=torch.is_autocast_enabled(device), dtype=torch.get_autocast_dtype(device))
+
+    handle = model.model.language_model.register_forward_pre_hook(record)
+    try:
+        yield lambda: torch.autocast(device, dtype=state["dtype"], enabled=state["enabled"])
+    finally:
+        handle.remove()
+
+
+def _hand_over(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    generation_config: Any,
+    synced_gpus: bool,
+    streamer: Any,
+    model_kwargs: dict[str, Any],
+) -> bool:
+    """True when transformers' own loop must run: what it covers and this loop does not."""
+    return bool(
+        fast_decode_unsupported(model)
+        or synced_gpus
+        or streamer is not None
+        or generation_config.return_dict_in_generate
+        or generation_config.prefill_chunk_size is not None
+        or not model_kwargs.get("use_cache", True)
+        or (model.training and model.config.get_text_config().attention_dropout > 0)
+        or input_ids.size(0) == 0
+    )
+
+
+def fast_sample(
+    model: Any,
+    input_ids: torch.Tensor,
+    logits_processor: Any,
+    stopping_criteria: Any,
+    generation_config: Any,
+    synced_gpus: bool = False,
+    streamer: Any = None,
+    **model_kwargs: Any,
+) -> torch.Tensor:
+    """`generate`'s sampling and greedy loop (its `_sample`, returning the sequences) for Qwen2-VL models.
+
+    Pass as ``model.generate(..., custom_generate=fast_sample)`` for sampling or greedy generation.
+    """
+    capacity = stopping_criteria.max_length
+    if capacity is None or _hand_over(
+        model, input_ids, generation_config, synced_gpus, streamer, model_kwargs
+    ):
+        return GenerationMixin._sample(
+            model,
+            input_ids,
+            logits_processor,
+            stopping_criteria,
+            generation_config,
+            synced_gpus,
+            streamer,
+            **model_kwargs,
+        )
+    prompt_mask = model_kwargs.get("attention_mask")
+    with _forward_autocast(model) as autocast:
+        outputs = model._prefill(input_ids, generation_config, model_kwargs)
+    rows, prompt_length = input_ids.shape
+    buffers = _KeyValueBuffers(outputs.cache, capacity)
+    mask = torch.ones(rows, capacity, dtype=torch.bool, device=input_ids.device)
+    if prompt_mask is not None:
+        mask[:, : prompt_mask.size(1)] = prompt_mask.bool()
+    valid = mask[:, :prompt_length].sum(-1)  # the position of the first generated token, before the delta
+    deltas = model.model.rope_deltas
+    if deltas is not None:
+        deltas = deltas.reshape(-1).to(valid.device)
+        valid = valid + deltas.repeat_interleave(rows // deltas.numel())
+    positions = valid
+    sequences = input_ids.new_empty(rows, capacity)
+    sequences[:, :prompt_length] = input_ids
+    length = prompt_length
+    pad = generation_config._pad_token_tensor
+    has_eos = any(hasattr(criterion, "eos_token_id") for criterion in stopping_criteria)
+    unfinished = torch.ones(rows, dtype=torch.long, device=input_ids.device)
+    decoding = torch.arange(rows, device=input_ids.device)  # the rows the model still runs
+    decoder = _Decoder(model)
+    processors = list(logits_processor)
+    logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32)
+    del outputs
+    while True:
+        scores = logits
+        for processor in processors:  # as LogitsProcessorList does, without its per-call signature checks
+            scores = processor(sequences[:, :length], scores)
+        if (
+            generation_config.do_sample
+        ):  # over every row, finished or not: the same random draws as generate's
+            tokens = torch.multinomial(functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        else:
+            tokens = torch.argmax(scores, dim=-1)
+        if has_eos:
+            tokens = tokens * unfinished + pad * (1 - unfinished)
+        sequences[:, length] = tokens
+        length += 1
+        unfinished = unfinished & ~stopping_criteria(sequences[:, :length], scores)
+        if unfinished.max() == 0 or length >= capacity:
+            return sequences[:, :length]
+        going = unfinished[decoding].bool()
+        if not going.all():  # finished rows leave the batch: their tokens are padding from now on
+            kept = going.nonzero().squeeze(1)
+            decoding, positions, mask = decoding[kept], positions[kept], mask[kept]
+            buffers.keep(kept)
+        with autocast():
+            step = decoder.step(tokens[decoding], positions, buffers, mask)
+        logits = step.new_zeros(rows, step.size(-1), dtype=torch.float32)
+        logits[decoding] = step.float()
+        positions = positions + 1
+
+
+@contextlib.contextmanager
+def fast_decoding(model: nn.Module) -> Iterator[None]:
+    """Within the block, `model.generate` samples and decodes greedily through `fast_sample` (other
+    generation modes, and calls that bring their own `custom_generate`, run as before)."""
+    original = model.generate
+    previous = vars(model).get("generate")
+
+    @functools.wraps(original)
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        config = copy.deepcopy(kwargs.get("generation_config") or model.generation_config)
+        config.update(**{key: value for key, value in kwargs.items() if key != "generation_config"})
+        if kwargs.get("custom_generate") is None and config.get_generation_mode() in PLAIN_LOOP_MODES:
+            kwargs["custom_generate"] = fast_sample
+        return original(*args, **kwargs)
+
+    model.generate = generate
+    try:
+        yield
+    finally:
+        if previous is None:
+            del model.generate
+        else:
+            model.generate = previous
