@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, LogitsProcessor, LogitsProcessorList
 
-from univg.models.fast_decode import fast_decode_unsupported, fast_decoding, fast_sample
+from univg.models.fast_decode import fast_decode_unsupported, fast_decoding, fast_sample, fast_sample_applies
 from univg.models.processor import load_processor
 from univg.models.tiny import TinySpec, build_tiny_model
 
@@ -211,3 +211,20 @@ def test_a_forward_wrapped_in_autocast_decodes_in_it_too(model_and_inputs):
     torch.testing.assert_close(scores[:, 0], expected_scores[:, 0], rtol=0.05, atol=0.05)
     assert not torch.allclose(scores[:, 0], float_scores[:, 0], atol=1e-4)  # it did decode in bfloat16
     assert (got == expected).float().mean() > 0.9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "applies"),
+    [
+        ({"do_sample": False}, True),
+        ({"do_sample": True, "top_p": 0.9}, True),
+        ({"num_beams": 2}, False),  # beam search: generate's own
+        ({"streamer": object()}, False),  # transformers does not pass a streamer to a custom_generate
+        ({"synced_gpus": True}, False),  # nor synced_gpus: the ranks' forwards must stay in step
+        ({"custom_generate": lambda *a, **k: None}, False),  # the caller's own loop
+    ],
+    ids=["greedy", "sampled", "beams", "streamer", "synced-gpus", "own-loop"],
+)
+def test_the_loop_applies_only_where_it_gives_generates_answer(model_and_inputs, kwargs, applies):
+    model, _, _ = model_and_inputs
+    assert fast_sample_applies(model, kwargs) is applies

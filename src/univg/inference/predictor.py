@@ -434,7 +434,7 @@ class Predictor:
         import torch
         from transformers import GenerationConfig
 
-        from univg.models.fast_decode import fast_sample
+        from univg.models.fast_decode import fast_sample, fast_sample_applies
 
         start = time.perf_counter()
         inputs = self._encode(batch)
@@ -456,12 +456,10 @@ class Predictor:
         if options.seed is not None:
             torch.manual_seed(options.seed)
         with torch.inference_mode():
-            output = self.model.generate(
-                **inputs,
-                generation_config=config,
-                streamer=streamer,
-                custom_generate=fast_sample if self.fast_decode else None,
-            )
+            settings = {"generation_config": config, "streamer": streamer}
+            if self.fast_decode and fast_sample_applies(self.model, settings):
+                settings["custom_generate"] = fast_sample
+            output = self.model.generate(**inputs, **settings)
         generated = output[:, inputs["input_ids"].shape[1] :].tolist()
         timing = Timing(len(batch), prepare_s + loaded_at - start, time.perf_counter() - loaded_at)
         return [

@@ -194,7 +194,8 @@ def fast_sample(
 ) -> torch.Tensor:
     """`generate`'s sampling and greedy loop (its `_sample`, returning the sequences) for Qwen2-VL models.
 
-    Pass as ``model.generate(..., custom_generate=fast_sample)`` for sampling or greedy generation.
+    Pass as ``model.generate(..., custom_generate=fast_sample)`` where `fast_sample_applies`, or use
+    `fast_decoding`, which checks it call by call.
     """
     capacity = stopping_criteria.max_length
     if capacity is None or _hand_over(
@@ -239,9 +240,8 @@ def fast_sample(
         scores = logits
         for processor in processors:  # as LogitsProcessorList does, without its per-call signature checks
             scores = processor(sequences[:, :length], scores)
-        if (
-            generation_config.do_sample
-        ):  # over every row, finished or not: the same random draws as generate's
+        # sampling draws for every row, finished or not: the same random stream as generate's
+        if generation_config.do_sample:
             tokens = torch.multinomial(functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)
         else:
             tokens = torch.argmax(scores, dim=-1)
@@ -264,18 +264,41 @@ def fast_sample(
         positions = positions + 1
 
 
+def _sharded(model: nn.Module) -> bool:
+    """ZeRO-3 or FSDP over several processes: generation must keep the ranks' forwards in step."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+    from transformers.integrations.fsdp import is_fsdp_managed_module
+
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    many = distributed and torch.distributed.get_world_size() > 1
+    return many and (is_deepspeed_zero3_enabled() or is_fsdp_managed_module(model))
+
+
+def fast_sample_applies(model: nn.Module, generate_kwargs: dict[str, Any]) -> bool:
+    """Whether `model.generate(**generate_kwargs)` may decode through `fast_sample`: a supported model,
+    sampling or greedy, and neither a streamer nor synchronised GPUs (transformers 5.24 does not pass
+    those on to a `custom_generate`, so the loop could not see them)."""
+    if any(
+        generate_kwargs.get(key) is not None for key in ("custom_generate", "streamer", "assistant_model")
+    ):
+        return False
+    if generate_kwargs.get("synced_gpus") or _sharded(model) or fast_decode_unsupported(model):
+        return False
+    config = copy.deepcopy(generate_kwargs.get("generation_config") or model.generation_config)
+    config.update(**{key: value for key, value in generate_kwargs.items() if key != "generation_config"})
+    return config.get_generation_mode() in PLAIN_LOOP_MODES
+
+
 @contextlib.contextmanager
 def fast_decoding(model: nn.Module) -> Iterator[None]:
-    """Within the block, `model.generate` samples and decodes greedily through `fast_sample` (other
-    generation modes, and calls that bring their own `custom_generate`, run as before)."""
+    """Within the block, `model.generate` decodes through `fast_sample` where `fast_sample_applies`
+    (other calls run as before)."""
     original = model.generate
     previous = vars(model).get("generate")
 
     @functools.wraps(original)
     def generate(*args: Any, **kwargs: Any) -> Any:
-        config = copy.deepcopy(kwargs.get("generation_config") or model.generation_config)
-        config.update(**{key: value for key, value in kwargs.items() if key != "generation_config"})
-        if kwargs.get("custom_generate") is None and config.get_generation_mode() in PLAIN_LOOP_MODES:
+        if fast_sample_applies(model, kwargs):
             kwargs["custom_generate"] = fast_sample
         return original(*args, **kwargs)
 
