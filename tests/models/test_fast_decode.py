@@ -85,7 +85,7 @@ SETTINGS = {
 
 
 @pytest.mark.parametrize("name", SETTINGS)
-def test_the_loop_gives_generates_tokens_and_scores(model_and_inputs, name):
+def test_the_loop_gives_the_tokens_and_scores_of_generate(model_and_inputs, name):
     model, inputs, _ = model_and_inputs
     expected, expected_scores = generate(model, inputs, fast=False, **SETTINGS[name])
     got, scores = generate(model, inputs, fast=True, **SETTINGS[name])
@@ -153,7 +153,7 @@ def test_lora_layers_decode_as_in_generate(model_and_inputs):
     assert not torch.allclose(scores[:, 0], base_scores[:, 0], atol=1e-3)  # the adapter changes the answer
 
 
-def test_what_the_loop_does_not_cover_goes_to_generates_own_loop(model_and_inputs):
+def test_what_the_loop_does_not_cover_goes_to_the_loop_of_generate(model_and_inputs):
     model, inputs, _ = model_and_inputs
     torch.manual_seed(1)
     expected = model.generate(**inputs, max_new_tokens=8, do_sample=False, return_dict_in_generate=True)
@@ -225,6 +225,6 @@ def test_a_forward_wrapped_in_autocast_decodes_in_it_too(model_and_inputs):
     ],
     ids=["greedy", "sampled", "beams", "streamer", "synced-gpus", "own-loop"],
 )
-def test_the_loop_applies_only_where_it_gives_generates_answer(model_and_inputs, kwargs, applies):
+def test_the_loop_applies_only_where_it_can_give_the_answer_of_generate(model_and_inputs, kwargs, applies):
     model, _, _ = model_and_inputs
     assert fast_sample_applies(model, kwargs) is applies
