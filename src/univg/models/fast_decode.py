@@ -47,11 +47,9 @@ def fast_decode_unsupported(model: nn.Module) -> str | None:
 
 
 def _rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Qwen2's RMSNorm: normalised in float32, cast back, then scaled."""
-    dtype = x.dtype
-    x = x.float()
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
-    return norm.weight * x.to(dtype)
+    """Qwen2's RMSNorm: normalised in float32 (one fused op), cast back, then scaled."""
+    normalised = functional.rms_norm(x.float(), (x.size(-1),), eps=norm.variance_epsilon)
+    return norm.weight * normalised.to(x.dtype)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -94,10 +92,17 @@ def _projections(modules: list[nn.Module]) -> Callable[[torch.Tensor], torch.Ten
 class _Decoder:
     """One decoding step of the language model, its projections prepared for this generation."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, positions: range) -> None:
         self.model = model
         self.text = text = model.model.language_model
         config = text.config
+        # RoPE's cos and sin for every position the generation can reach, looked up per step
+        self.first = positions.start
+        freqs = torch.arange(positions.start, positions.stop, device=text.embed_tokens.weight.device).float()
+        angles = freqs[:, None] * text.rotary_emb.inv_freq.float()
+        angles = torch.cat((angles, angles), dim=-1)
+        scale, dtype = text.rotary_emb.attention_scaling, text.embed_tokens.weight.dtype
+        self.cos, self.sin = (angles.cos() * scale).to(dtype), (angles.sin() * scale).to(dtype)
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.qkv = [
@@ -116,11 +121,8 @@ class _Decoder:
         text, heads, kv_heads, head_dim = self.text, self.heads, self.kv_heads, self.head_dim
         batch, group = tokens.size(0), heads // kv_heads
         x = text.embed_tokens(tokens[:, None])
-        freqs = positions[:, None].float() * text.rotary_emb.inv_freq.float()
-        angles = torch.cat((freqs, freqs), dim=-1)
-        scale = text.rotary_emb.attention_scaling
-        cos = (angles.cos() * scale).to(x.dtype)[:, None, None]
-        sin = (angles.sin() * scale).to(x.dtype)[:, None, None]
+        cos = self.cos[positions - self.first][:, None, None]
+        sin = self.sin[positions - self.first][:, None, None]
         at, end = buffers.length, buffers.length + 1
         allowed = mask[:, None, None, :end]
         sizes = (heads * head_dim, kv_heads * head_dim, kv_heads * head_dim)
@@ -232,7 +234,9 @@ def fast_sample(
     has_eos = any(hasattr(criterion, "eos_token_id") for criterion in stopping_criteria)
     unfinished = torch.ones(rows, dtype=torch.long, device=input_ids.device)
     decoding = torch.arange(rows, device=input_ids.device)  # the rows the model still runs
-    decoder = _Decoder(model)
+    decoder = _Decoder(
+        model, range(int(positions.min()), int(positions.max()) + capacity - prompt_length + 1)
+    )
     processors = list(logits_processor)
     logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32)
     del outputs
