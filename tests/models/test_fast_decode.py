@@ -97,6 +97,26 @@ def test_the_loop_gives_the_tokens_and_scores_of_generate(model_and_inputs, name
     )  # answers depend on the prompt
 
 
+def test_unfused_projections_decode_as_fused_ones(model_and_inputs, monkeypatch):
+    """A model whose weights are too large to copy for fusing runs each projection module on its own."""
+    from univg.models import fast_decode
+
+    model, inputs, _ = model_and_inputs
+    fused, fused_scores = generate(model, inputs, fast=True, do_sample=True, top_k=0)
+    monkeypatch.setattr(fast_decode, "FUSED_COPY_LIMIT", 0)
+    calls = []
+    handle = model.model.language_model.layers[0].self_attn.k_proj.register_forward_hook(
+        lambda *_: calls.append(1)
+    )
+    try:
+        unfused, unfused_scores = generate(model, inputs, fast=True, do_sample=True, top_k=0)
+    finally:
+        handle.remove()
+    assert len(calls) == NEW_TOKENS  # the prefill's call and one per decoding step after the first token
+    assert torch.equal(unfused, fused)
+    torch.testing.assert_close(unfused_scores, fused_scores, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
 def test_rows_that_end_leave_the_batch_and_are_padded_as_in_generate(model_and_inputs, sampled):
     """An end token row 0 writes early: the loop stops running it, its later tokens are padding, and the

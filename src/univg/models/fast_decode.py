@@ -29,6 +29,9 @@ from transformers.generation.configuration_utils import GenerationMode
 
 SUPPORTED_MODEL_TYPES = frozenset({"qwen2_vl", "qwen2_5_vl"})
 PLAIN_LOOP_MODES = frozenset({GenerationMode.SAMPLE, GenerationMode.GREEDY_SEARCH})  # transformers' `_sample`
+# Fused projections copy their weights for the generation: worth it where Python overhead dominates (small
+# models), not where the copy would cost memory (a 2B model's would be gigabytes).
+FUSED_COPY_LIMIT = 256 * 2**20
 
 
 def fast_decode_unsupported(model: nn.Module) -> str | None:
@@ -78,10 +81,10 @@ class _KeyValueBuffers:
         self.values = [values[rows] for values in self.values]
 
 
-def _projections(modules: list[nn.Module]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The modules' outputs side by side: one matrix product when all are plain linear layers (their
-    weights concatenated once per generation), else each module called as it is (LoRA, quantised)."""
-    plain = all(type(module) is nn.Linear for module in modules)
+def _projections(modules: list[nn.Module], fuse: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The modules' outputs side by side: with `fuse`, one matrix product when all are plain linear layers
+    (their weights concatenated once per generation), else each module called as it is (LoRA, quantised)."""
+    plain = fuse and all(type(module) is nn.Linear for module in modules)
     if plain and len({module.bias is None for module in modules}) == 1:
         weight = torch.cat([module.weight for module in modules])
         bias = None if modules[0].bias is None else torch.cat([module.bias for module in modules])
@@ -105,11 +108,17 @@ class _Decoder:
         self.cos, self.sin = (angles.cos() * scale).to(dtype), (angles.sin() * scale).to(dtype)
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        self.qkv = [
-            _projections([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj])
+        groups = [
+            (
+                [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj],
+                [layer.mlp.gate_proj, layer.mlp.up_proj],
+            )
             for layer in text.layers
         ]
-        self.gate_up = [_projections([layer.mlp.gate_proj, layer.mlp.up_proj]) for layer in text.layers]
+        copied = sum(m.weight.nbytes for attention, mlp in groups for m in attention + mlp)
+        fuse = copied <= FUSED_COPY_LIMIT
+        self.qkv = [_projections(attention, fuse) for attention, _ in groups]
+        self.gate_up = [_projections(mlp, fuse) for _, mlp in groups]
 
     def step(
         self, tokens: torch.Tensor, positions: torch.Tensor, buffers: _KeyValueBuffers, mask: torch.Tensor
