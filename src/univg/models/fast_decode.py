@@ -230,12 +230,11 @@ def fast_sample(
     mask = torch.ones(rows, capacity, dtype=torch.bool, device=input_ids.device)
     if prompt_mask is not None:
         mask[:, : prompt_mask.size(1)] = prompt_mask.bool()
-    valid = mask[:, :prompt_length].sum(-1)  # the position of the first generated token, before the delta
+    positions = mask[:, :prompt_length].sum(-1)  # the first generated token's, before the rope delta
     deltas = model.model.rope_deltas
     if deltas is not None:
-        deltas = deltas.reshape(-1).to(valid.device)
-        valid = valid + deltas.repeat_interleave(rows // deltas.numel())
-    positions = valid
+        deltas = deltas.reshape(-1).to(positions.device)
+        positions = positions + deltas.repeat_interleave(rows // deltas.numel())
     sequences = input_ids.new_empty(rows, capacity)
     sequences[:, :prompt_length] = input_ids
     length = prompt_length
@@ -303,18 +302,10 @@ def fast_sample_applies(model: nn.Module, generate_kwargs: dict[str, Any]) -> bo
 
 
 @contextlib.contextmanager
-def fast_decoding(model: nn.Module) -> Iterator[None]:
-    """Within the block, `model.generate` decodes through `fast_sample` where `fast_sample_applies`
-    (other calls run as before)."""
-    original = model.generate
+def replacing_generate(model: nn.Module, generate: Callable[..., Any]) -> Iterator[None]:
+    """`model.generate` is `generate` within the block; on exit whatever was there before (a wrapper of an
+    enclosing block, or the class's own method) is back."""
     previous = vars(model).get("generate")
-
-    @functools.wraps(original)
-    def generate(*args: Any, **kwargs: Any) -> Any:
-        if fast_sample_applies(model, kwargs):
-            kwargs["custom_generate"] = fast_sample
-        return original(*args, **kwargs)
-
     model.generate = generate
     try:
         yield
@@ -323,3 +314,19 @@ def fast_decoding(model: nn.Module) -> Iterator[None]:
             del model.generate
         else:
             model.generate = previous
+
+
+@contextlib.contextmanager
+def fast_decoding(model: nn.Module) -> Iterator[None]:
+    """Within the block, `model.generate` decodes through `fast_sample` where `fast_sample_applies`
+    (other calls run as before)."""
+    original = model.generate
+
+    @functools.wraps(original)
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        if fast_sample_applies(model, kwargs):
+            kwargs["custom_generate"] = fast_sample
+        return original(*args, **kwargs)
+
+    with replacing_generate(model, generate):
+        yield

@@ -102,11 +102,11 @@ class SharedPromptWorkMixin:
         plain_generate = not (self.use_vllm or self.use_transformers_continuous_batching or self.tools)
         plain_generate = plain_generate and self.args.cache_implementation is None  # it brings its own cache
         model = self.accelerator.unwrap_model(self.model_wrapped)
-        with contextlib.ExitStack() as stack:
-            if self.args.fast_decode and plain_generate:
-                stack.enter_context(fast_decoding(model))
+        with contextlib.ExitStack() as stack:  # the fast loop innermost, so PrefillOnce sees it is asked for
             if self.args.prefill_once and plain_generate:
                 stack.enter_context(PrefillOnce(model))
+            if self.args.fast_decode and plain_generate:
+                stack.enter_context(fast_decoding(model))
             return super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
             )

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicLayer
 
+from univg.models.fast_decode import replacing_generate
+
 IGNORE_INDEX = -100
 
 
@@ -481,27 +483,26 @@ class PrefillOnce:
     The prompt but its last token runs once per distinct prompt; its key-value cache is copied to
     every row that holds that prompt, and `generate` continues from it: it runs the last prompt token
     and decodes, exactly as after its own prefill (same logits up to float rounding, same sampling).
-    Use as a context manager around TRL's generation call.
+    Use as a context manager around TRL's generation call. A call that brings its own decoding loop
+    (`custom_generate`, e.g. `models.fast_decode`) keeps its own key-value buffers, so the copied cache is
+    not preallocated for it.
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.original = model.generate
-        self.previous = vars(model).get("generate")  # a wrapper of an enclosing context, restored on exit
+        self.replaced = contextlib.ExitStack()
 
     def __enter__(self) -> PrefillOnce:
         @functools.wraps(self.original)
         def generate(*args: Any, **kwargs: Any) -> torch.Tensor:
             return self.generate(*args, **kwargs)
 
-        self.model.generate = generate
+        self.replaced.enter_context(replacing_generate(self.model, generate))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is None:
-            del self.model.generate
-        else:
-            self.model.generate = self.previous
+        self.replaced.close()
 
     def generate(
         self,
@@ -535,7 +536,7 @@ class PrefillOnce:
             cache = self.model(**prefill).cache
         index = groups.index(input_ids.device)
         new_tokens = getattr(kwargs.get("generation_config"), "max_new_tokens", None)
-        if new_tokens:
+        if new_tokens and kwargs.get("custom_generate") is None:
             capacity = input_ids.size(1) + new_tokens
             cache.layers = [
                 PreallocatedLayer(layer.keys[index], layer.values[index], capacity) for layer in cache.layers
