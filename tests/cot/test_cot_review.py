@@ -78,14 +78,20 @@ def browser(tmp_path):
     session.quit()
 
 
-def _wait_for(path_glob, folder: Path, seconds: float = 20.0) -> Path:
+def _wait_for_download(path_glob, folder: Path, seconds: float = 20.0) -> Path:
+    """Chromium reserves the final name with an empty file before it writes the .crdownload and renames it,
+    so a download is done only when no .crdownload is left and the file holds a whole JSON document."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        done = [p for p in folder.glob(path_glob) if not p.name.endswith(".crdownload")]
-        if done:
-            return done[0]
+        if not any(folder.glob("*.crdownload")):
+            for candidate in folder.glob(path_glob):
+                try:
+                    json.loads(candidate.read_text())
+                except (OSError, ValueError):
+                    continue
+                return candidate
         time.sleep(0.05)
-    raise AssertionError(f"nothing matching {path_glob} appeared in {folder}")
+    raise AssertionError(f"no complete download matching {path_glob} appeared in {folder}")
 
 
 def test_review_in_chromium_then_apply_reports_the_acceptance_per_task(clean_run, browser, tmp_path, capsys):
@@ -132,7 +138,7 @@ def test_review_in_chromium_then_apply_reports_the_acceptance_per_task(clean_run
     browser.refresh()  # decisions survive a reload
     assert "4 / " in browser.find_element(By.ID, "progress").text
     browser.find_element(By.ID, "export").click()
-    exported = _wait_for("decisions*.json", browser.downloads)
+    exported = _wait_for_download("decisions*.json", browser.downloads)
 
     decisions = json.loads(exported.read_text())
     assert decisions["format"] == DECISIONS_FORMAT and decisions["items"] == ids
