@@ -18,7 +18,13 @@ from trl.data_utils import prepare_multimodal_messages
 
 from univg.training.grpo import DifficultyAwareGRPOTrainer
 from univg.training.grpo_speed import SKIP_METRIC
-from univg.training.prompt_sharing import PreallocatedLayer, PromptGroups, split_row_images
+from univg.training.prompt_sharing import (
+    PreallocatedLayer,
+    PrefixLayout,
+    PromptGroups,
+    block_mask,
+    split_row_images,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_grpo_objective as objective
@@ -81,10 +87,11 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
         ("cache_vision_features", {"freeze_vision_tower": False, "freeze_merger": False}, Planted),
         ("pack_prompt_groups", {}, Planted),
         ("pack_prompt_groups", {"beta": 0.0, "loss_type": "bnpo"}, Planted),
+        ("pack_prompt_groups", {"activation_checkpointing": True}, Planted),  # the dense mask under recompute
         ("skip_zero_advantage", {"beta": 0.0}, OneGroupWithoutSignal),
         ("skip_zero_advantage", {"beta": 0.0, "loss_type": "bnpo"}, OneGroupWithoutSignal),
     ],
-    ids=["vision-frozen", "vision-trains", "pack", "pack-bnpo", "skip", "skip-bnpo"],
+    ids=["vision-frozen", "vision-trains", "pack", "pack-bnpo", "pack-checkpointed", "skip", "skip-bnpo"],
 )
 def test_a_flag_keeps_the_loss_and_gradient_of_a_step(
     tiny_varied_model_dir, synth_dir, tmp_path, flag, fields, trainer_class
@@ -185,12 +192,28 @@ def test_generation_flags_sample_the_same_completions(
     assert len({tuple(c) for c in completions["off"]}) >= 2  # they differ (by prompt): the check can fail
 
 
+@pytest.mark.parametrize("blockwise", [True, False], ids=["blockwise", "dense-mask"])
 @pytest.mark.parametrize(
     "fields",
     [{}, {"freeze_vision_tower": False, "freeze_merger": False}, {"attn_implementation": "eager"}],
     ids=["frozen-vision", "training-vision", "eager"],
 )
-def test_packed_log_probs_equal_trls_per_row_forward(tiny_varied_model_dir, synth_dir, tmp_path, fields):
+def test_packed_log_probs_equal_trls_per_row_forward(
+    tiny_varied_model_dir, synth_dir, tmp_path, monkeypatch, fields, blockwise
+):
+    import univg.training.grpo_speed as grpo_speed
+    from univg.training import prompt_sharing
+
+    monkeypatch.setattr(
+        grpo_speed,
+        "packed_completion_logps",
+        lambda *args, **kwargs: prompt_sharing.packed_completion_logps(*args, **kwargs, blockwise=blockwise),
+    )
+    attended = []
+    original_attend = PrefixLayout.attend
+    monkeypatch.setattr(
+        PrefixLayout, "attend", lambda self, *args: attended.append(1) or original_attend(self, *args)
+    )
     trainer = objective.build(tiny_varied_model_dir, synth_dir, tmp_path, **fields)
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
@@ -200,9 +223,12 @@ def test_packed_log_probs_equal_trls_per_row_forward(tiny_varied_model_dir, synt
     mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
     width = out["completion_ids"].size(1)
     images = {k: out[k] for k in ("pixel_values", "image_grid_thw", "num_images", "mm_token_type_ids")}
+    attended.clear()  # the passes of generation and scoring
     ours = trainer._get_per_token_logps_and_entropies(
         trainer.model, ids, mask, width, compute_entropy=True, **images
     )
+    layers = trainer.model.config.get_text_config().num_hidden_layers
+    assert len(attended) == (layers if blockwise else 0)  # each text layer attends through the layout
     stock = GRPOTrainer._get_per_token_logps_and_entropies(
         trainer, trainer.model, ids, mask, width, compute_entropy=True, **images
     )
@@ -244,3 +270,56 @@ def test_a_preallocated_cache_layer_holds_what_a_dynamic_one_holds(prompt, capac
     theirs.batch_repeat_interleave(repeats)
     assert ours.get_seq_length() == theirs.get_seq_length()
     assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
+
+
+@st.composite
+def packed_layouts(draw):
+    """Packed rows as `pack_groups` lays them out: a prompt, then each completion (the prompt's last token's
+    copy and its tokens), then padding to the longest row."""
+    groups = draw(
+        st.lists(
+            st.tuples(st.integers(1, 6), st.lists(st.integers(0, 5), min_size=1, max_size=4)),
+            min_size=1,
+            max_size=3,
+        )
+    )
+    length = max(prefix + sum(1 + count for count in counts) for prefix, counts in groups)
+    segment_of = torch.full((len(groups), length), -2)
+    spans, row = [], 0
+    for group, (prefix, counts) in enumerate(groups):
+        segment_of[group, :prefix] = -1
+        start = prefix
+        for count in counts:
+            segment_of[group, start : start + 1 + count] = row
+            spans.append((group, start, 1 + count))
+            start, row = start + 1 + count, row + 1
+    return segment_of, PrefixLayout.build([prefix for prefix, _ in groups], spans, torch.device("cpu"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(layout=packed_layouts(), kv_heads=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
+def test_prefix_blocks_attend_as_the_dense_block_mask(layout, kv_heads, seed):
+    segment_of, prefix_layout = layout
+    generator = torch.Generator().manual_seed(seed)
+    groups, length = segment_of.shape
+    query = torch.randn(groups, 4, length, 8, generator=generator, dtype=torch.float64, requires_grad=True)
+    key = torch.randn(
+        groups, kv_heads, length, 8, generator=generator, dtype=torch.float64, requires_grad=True
+    )
+    value = torch.randn(
+        groups, kv_heads, length, 8, generator=generator, dtype=torch.float64, requires_grad=True
+    )
+    weights = torch.randn(groups, length, 4, 8, generator=generator, dtype=torch.float64)
+    real = (segment_of != -2)[:, :, None, None]  # no token reads padding: its outputs may differ
+
+    def loss_and_grads(out):
+        loss = (out * weights * real).sum()
+        return [loss, *torch.autograd.grad(loss, (query, key, value))]
+
+    blocks = prefix_layout.attend(query, key, value, 0.35, 0.0)
+    dense = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=block_mask(segment_of), scale=0.35, enable_gqa=kv_heads != 4
+    ).transpose(1, 2)
+    torch.testing.assert_close(blocks * real, dense * real)
+    for ours, reference in zip(loss_and_grads(blocks), loss_and_grads(dense), strict=True):
+        torch.testing.assert_close(ours, reference)

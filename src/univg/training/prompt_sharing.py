@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional
 from transformers.cache_utils import DynamicLayer
 
 from univg.models.fast_decode import replacing_generate
@@ -256,10 +257,15 @@ class PackedBatch:
     prompt its own copy of the last prompt token followed by the completion's tokens."""
 
     input_ids: torch.Tensor  # (groups, length)
-    allowed: torch.Tensor  # (groups, 1, length, length), True where a token may attend
+    segment_of: torch.Tensor  # (groups, length): -1 the prompt, -2 padding, else the completion's row
     position_ids: torch.Tensor  # (3, groups, length)
     shift_labels: torch.Tensor  # (groups, length): the token each position predicts, or -100
     segments: list[tuple[int, int, int]]  # per original row: (packed row, first position, completion length)
+    layout: PrefixLayout  # the block mask as per-prompt and per-completion blocks
+
+    def dense_mask(self) -> torch.Tensor:
+        """(groups, 1, length, length), True where a token may attend."""
+        return block_mask(self.segment_of)
 
 
 def pack_groups(
@@ -298,9 +304,9 @@ def pack_groups(
     input_ids = torch.zeros(num_groups, length, dtype=prompt_ids.dtype, device=device)
     position_ids = torch.zeros(3, num_groups, length, dtype=positions.dtype, device=device)
     shift_labels = torch.full((num_groups, length), IGNORE_INDEX, dtype=prompt_ids.dtype, device=device)
-    # which part of its packed row a position is: -1 the prompt, -2 padding, else the completion's row
     segment_of = torch.full((num_groups, length), -2, dtype=torch.long, device=device)
     segments: list[tuple[int, int, int]] = [(0, 0, 0)] * len(groups.group_of)
+    prefixes = [len(tokens) - 1 for tokens, _ in prompts]
     for group, ((tokens, prompt_positions), rows) in enumerate(zip(prompts, members, strict=True)):
         prefix = len(tokens) - 1
         input_ids[group, :prefix] = tokens[:-1]
@@ -317,10 +323,12 @@ def pack_groups(
             segment_of[group, start : start + 1 + count] = row
             segments[row] = (group, start, count)
             start += 1 + count
-    return PackedBatch(input_ids, _block_mask(segment_of), position_ids, shift_labels, segments)
+    spans = [(group, start, count + 1) for group, start, count in segments]  # with the prompt token's copy
+    layout = PrefixLayout.build(prefixes, spans, device)
+    return PackedBatch(input_ids, segment_of, position_ids, shift_labels, segments, layout)
 
 
-def _block_mask(segment_of: torch.Tensor) -> torch.Tensor:
+def block_mask(segment_of: torch.Tensor) -> torch.Tensor:
     """Causal attention in which the prompt sees the prompt, a completion sees the prompt and itself, and
     padding sees only itself (so no row of the mask is empty)."""
     length = segment_of.size(1)
@@ -330,6 +338,120 @@ def _block_mask(segment_of: torch.Tensor) -> torch.Tensor:
     sees_itself = (query == key) & (query >= 0)
     padding_self = torch.eye(length, dtype=torch.bool, device=segment_of.device) & (query == -2)
     return (((sees_prompt | sees_itself) & causal) | padding_self).unsqueeze(1)
+
+
+@dataclass
+class PrefixLayout:
+    """Where a packed batch's prompts and completions lie, for attention computed block by block: each
+    prompt causally over itself, each completion over its prompt and causally over itself. The block
+    mask's dense form costs (prompt + N completions)^2 per packed row; these blocks cost prompt^2 +
+    N x completion x (prompt + completion), and no scores are computed for pairs the mask would drop."""
+
+    prefixes: torch.Tensor  # (groups,): each packed row's prompt length (positions 0 .. prefix - 1)
+    prompt_width: int  # the longest prefix
+    group: torch.Tensor  # (completions,): the packed row of each completion
+    positions: torch.Tensor  # (completions, width): each completion's positions, padded with its first
+    valid: torch.Tensor  # (completions, width): False on that padding
+
+    @classmethod
+    def build(
+        cls, prefixes: list[int], spans: list[tuple[int, int, int]], device: torch.device
+    ) -> PrefixLayout:
+        """`spans` are (packed row, first position, token count) per completion."""
+        width = max(count for _, _, count in spans)
+        steps = torch.arange(width, device=device)
+        starts = torch.tensor([start for _, start, _ in spans], device=device)
+        counts = torch.tensor([count for _, _, count in spans], device=device)
+        valid = steps < counts[:, None]
+        return cls(
+            prefixes=torch.tensor(prefixes, device=device),
+            prompt_width=max(prefixes),
+            group=torch.tensor([group for group, _, _ in spans], device=device),
+            positions=torch.where(valid, starts[:, None] + steps, starts[:, None]),
+            valid=valid,
+        )
+
+    def attend(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float, dropout: float
+    ) -> torch.Tensor:
+        """Attention of packed rows, `query` (groups, heads, length, dim), `key` and `value` with
+        key-value heads; returns (groups, length, heads, dim). What padding positions hold is left open:
+        no token reads them and their labels are ignored."""
+        gqa = query.size(1) != key.size(1)
+        width, device = self.prompt_width, query.device
+        keys = torch.arange(width, device=device)
+        sees_prompt = keys < self.prefixes[:, None]  # (groups, width)
+        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+        prompt = functional.scaled_dot_product_attention(
+            query[:, :, :width],
+            key[:, :, :width],
+            value[:, :, :width],
+            attn_mask=(causal & sees_prompt[:, None, :])[:, None],
+            dropout_p=dropout,
+            scale=scale,
+            enable_gqa=gqa,
+        )
+        rows, positions = self.group[:, None], self.positions
+
+        def completion_side(states: torch.Tensor) -> torch.Tensor:  # (completions, heads, width, dim)
+            return states.transpose(1, 2)[rows, positions].transpose(1, 2)
+
+        shared = functional.scaled_dot_product_attention(
+            completion_side(query),
+            torch.cat([key[self.group, :, :width], completion_side(key)], dim=2),
+            torch.cat([value[self.group, :, :width], completion_side(value)], dim=2),
+            attn_mask=self._completion_mask(sees_prompt)[:, None],
+            dropout_p=dropout,
+            scale=scale,
+            enable_gqa=gqa,
+        )
+        out = query.new_zeros(query.size(0), query.size(2), query.size(1), query.size(3))
+        out[:, :width] = prompt.transpose(1, 2)
+        valid = self.valid
+        return out.index_put(
+            (rows.expand_as(positions)[valid], positions[valid]), shared.transpose(1, 2)[valid]
+        )
+
+    def _completion_mask(self, sees_prompt: torch.Tensor) -> torch.Tensor:
+        """(completions, completion width, prompt width + completion width): its prompt, then causal."""
+        width = self.positions.size(1)
+        causal = torch.ones(width, width, dtype=torch.bool, device=sees_prompt.device).tril()
+        own = causal & self.valid[:, None, :]
+        prompt = sees_prompt[self.group][:, None, :].expand(-1, width, -1)
+        return torch.cat([prompt, own], dim=-1)
+
+
+PREFIX_ATTENTION = "univg_prefix_shared"
+
+
+def _prefix_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: PrefixLayout,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **_: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function signature over a `PrefixLayout` in place of a mask."""
+    scale = scaling if scaling is not None else query.size(-1) ** -0.5
+    return attention_mask.attend(query, key, value, scale, dropout), None
+
+
+@contextlib.contextmanager
+def prefix_attention(text_model: nn.Module) -> Any:
+    """Within the block the text model's attention layers take a `PrefixLayout` as their mask."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(PREFIX_ATTENTION, _prefix_attention)
+    config = text_model.config
+    previous = config._attn_implementation_internal
+    config._attn_implementation_internal = PREFIX_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation_internal = previous
 
 
 PACKABLE_ATTENTION = ("sdpa", "eager")
@@ -358,13 +480,15 @@ def packed_completion_logps(
     mm_token_type_ids: torch.Tensor | None = None,
     *,
     compute_entropy: bool = False,
+    blockwise: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None, PromptGroups]:
     """Per-token log-probabilities (and entropies) of the completions of a batch in TRL's layout
     (left-padded prompt + right-padded completion per row), with one packed row per distinct prompt.
 
     `model` is what TRL calls (it may be wrapped, so DDP still sees one forward) and carries TRL's fused
-    LM head (`fused_lm_head=True` with `shift_labels`). Returns (logps, entropies or None, groups), logps
-    and entropies shaped (rows, logits_to_keep), zero past each completion's end as TRL's are.
+    LM head (`fused_lm_head=True` with `shift_labels`). `blockwise` computes the block mask's attention as
+    `PrefixLayout` blocks, else over the dense mask. Returns (logps, entropies or None, groups), logps and
+    entropies shaped (rows, logits_to_keep), zero past each completion's end as TRL's are.
     """
     prompt_width = input_ids.size(1) - logits_to_keep
     prompt_ids, prompt_mask = input_ids[:, :prompt_width], attention_mask[:, :prompt_width]
@@ -383,14 +507,22 @@ def packed_completion_logps(
         grids,
     )
     vision = {} if grids is None else {"pixel_values": pixels, "image_grid_thw": grids}
-    outputs = model(
-        input_ids=packed.input_ids,
-        attention_mask={"full_attention": _mask_for(model, packed.allowed)},
-        position_ids=packed.position_ids,
-        shift_labels=packed.shift_labels,
-        fused_lm_head=True,
-        **vision,
+    text_model = vl_backbone(model).language_model
+    # activation checkpointing recomputes the layers during backward, outside the block below
+    blockwise = blockwise and not (
+        torch.is_grad_enabled() and getattr(text_model, "gradient_checkpointing", False)
     )
+    with prefix_attention(text_model) if blockwise else contextlib.nullcontext():
+        outputs = model(
+            input_ids=packed.input_ids,
+            attention_mask={
+                "full_attention": packed.layout if blockwise else _mask_for(model, packed.dense_mask())
+            },
+            position_ids=packed.position_ids,
+            shift_labels=packed.shift_labels,
+            fused_lm_head=True,
+            **vision,
+        )
     logps = _unpack(outputs.log_probs, packed.segments, logits_to_keep)
     entropies = _unpack(outputs.entropy, packed.segments, logits_to_keep) if compute_entropy else None
     return logps, entropies, groups
