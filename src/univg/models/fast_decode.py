@@ -121,31 +121,32 @@ class _Decoder:
         self.gate_up = [_projections(mlp, fuse) for _, mlp in groups]
 
     def step(
-        self, tokens: torch.Tensor, positions: torch.Tensor, buffers: _KeyValueBuffers, mask: torch.Tensor
+        self, tokens: torch.Tensor, positions: torch.Tensor, buffers: _KeyValueBuffers, bias: torch.Tensor
     ) -> torch.Tensor:
         """Logits after one token per row at `positions`; its keys and values go to `buffers.length`.
+        `bias` is the additive attention mask (0 where a key is seen), cheaper in SDPA than a boolean one.
 
-        Each key-value head's group of query heads attends as one batch of queries (no repeated keys).
+        Queries and the new key are rotated as one tensor; each key-value head's group of query heads
+        attends as one batch of queries (no repeated keys).
         """
         text, heads, kv_heads, head_dim = self.text, self.heads, self.kv_heads, self.head_dim
         batch, group = tokens.size(0), heads // kv_heads
         x = text.embed_tokens(tokens[:, None])
-        cos = self.cos[positions - self.first][:, None, None]
-        sin = self.sin[positions - self.first][:, None, None]
+        cos = self.cos[positions - self.first][:, None]
+        sin = self.sin[positions - self.first][:, None]
         at, end = buffers.length, buffers.length + 1
-        allowed = mask[:, None, None, :end]
-        sizes = (heads * head_dim, kv_heads * head_dim, kv_heads * head_dim)
+        rotated = (heads + kv_heads) * head_dim
         for index, layer in enumerate(text.layers):
             attention = layer.self_attn
-            q, k, v = self.qkv[index](_rms_norm(layer.input_layernorm, x)).split(sizes, dim=-1)
-            q = _rotate(q.view(batch, kv_heads, group, head_dim), cos, sin)
-            buffers.keys[index][:, :, at] = _rotate(k.view(batch, kv_heads, head_dim), cos[:, 0], sin[:, 0])
-            buffers.values[index][:, :, at] = v.view(batch, kv_heads, head_dim)
+            qkv = self.qkv[index](_rms_norm(layer.input_layernorm, x))
+            qk = _rotate(qkv[:, 0, :rotated].view(batch, heads + kv_heads, head_dim), cos, sin)
+            buffers.keys[index][:, :, at] = qk[:, heads:]
+            buffers.values[index][:, :, at] = qkv[:, 0, rotated:].view(batch, kv_heads, head_dim)
             out = functional.scaled_dot_product_attention(
-                q,
+                qk[:, :heads].view(batch, kv_heads, group, head_dim),
                 buffers.keys[index][:, :, :end],
                 buffers.values[index][:, :, :end],
-                attn_mask=allowed,
+                attn_mask=bias[:, None, None, :end].to(qk.dtype),
                 scale=attention.scaling,
             )
             x = x + attention.o_proj(out.reshape(batch, 1, heads * head_dim))
@@ -231,6 +232,10 @@ def fast_sample(
     if prompt_mask is not None:
         mask[:, : prompt_mask.size(1)] = prompt_mask.bool()
     positions = mask[:, :prompt_length].sum(-1)  # the first generated token's, before the rope delta
+    bias = torch.zeros(rows, capacity, device=input_ids.device).masked_fill_(
+        ~mask, torch.finfo(torch.float32).min
+    )
+    del mask
     deltas = model.model.rope_deltas
     if deltas is not None:
         deltas = deltas.reshape(-1).to(positions.device)
@@ -267,10 +272,10 @@ def fast_sample(
         going = unfinished[decoding].bool()
         if not going.all():  # finished rows leave the batch: their tokens are padding from now on
             kept = going.nonzero().squeeze(1)
-            decoding, positions, mask = decoding[kept], positions[kept], mask[kept]
+            decoding, positions, bias = decoding[kept], positions[kept], bias[kept]
             buffers.keep(kept)
         with autocast():
-            step = decoder.step(tokens[decoding], positions, buffers, mask)
+            step = decoder.step(tokens[decoding], positions, buffers, bias)
         logits = step.new_zeros(rows, step.size(-1), dtype=torch.float32)
         logits[decoding] = step.float()
         positions = positions + 1
