@@ -117,6 +117,33 @@ def test_unfused_projections_decode_as_fused_ones(model_and_inputs, monkeypatch)
     torch.testing.assert_close(unfused_scores, fused_scores, rtol=1e-5, atol=1e-5)
 
 
+def test_hooked_modules_are_called_as_modules(model_and_inputs):
+    """Plain layers run as bare functions on their weights; a layer with a hook (accelerate's offloading,
+    a user's probe) must still be called, every step."""
+    model, inputs, _ = model_and_inputs
+    plain, plain_scores = generate(model, inputs, fast=True, do_sample=True, top_k=0)
+    layer = model.model.language_model.layers[-1]
+    hooked = {"o_proj": layer.self_attn.o_proj, "down_proj": layer.mlp.down_proj, "lm_head": model.lm_head}
+    hooked["q_proj"] = layer.self_attn.q_proj  # one of a fused group: the group runs module by module
+    calls = {name: 0 for name in hooked}
+
+    def count(name):
+        def hook(*_):
+            calls[name] += 1
+
+        return hook
+
+    handles = [module.register_forward_hook(count(name)) for name, module in hooked.items()]
+    try:
+        probed, probed_scores = generate(model, inputs, fast=True, do_sample=True, top_k=0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == dict.fromkeys(hooked, NEW_TOKENS)  # the prefill's call and one per decoding step after it
+    assert torch.equal(probed, plain)
+    torch.testing.assert_close(probed_scores, plain_scores, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
 def test_rows_that_end_leave_the_batch_and_are_padded_as_in_generate(model_and_inputs, sampled):
     """An end token row 0 writes early: the loop stops running it, its later tokens are padding, and the
