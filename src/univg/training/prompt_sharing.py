@@ -11,7 +11,7 @@ each piece once per distinct prompt and hands the result to all of its completio
   per forward when they do;
 - `packed_completion_logps` computes log pi(o_t | q, o_<t) of every completion with one row per distinct
   prompt: the prompt once, then each completion after it, each attending to the prompt and to itself
-  only (a block mask);
+  only (a block mask, computed block by block by `PrefixLayout`);
 - `PrefillOnce` prefills each distinct prompt once in `generate` and copies its key-value cache to the
   rows that share it, into `PreallocatedLayer` buffers sized for the whole generation (decoding writes
   in place instead of copying the whole cache at every token).
