@@ -405,7 +405,9 @@ class PrefixLayout:
             scale=scale,
             enable_gqa=gqa,
         )
-        out = query.new_zeros(query.size(0), query.size(2), query.size(1), query.size(3))
+        out = prompt.new_zeros(
+            query.size(0), query.size(2), query.size(1), query.size(3)
+        )  # autocast: its dtype
         out[:, :width] = prompt.transpose(1, 2)
         valid = self.valid
         return out.index_put(
