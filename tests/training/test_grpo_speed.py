@@ -278,7 +278,7 @@ def packed_layouts(draw):
     copy and its tokens), then padding to the longest row."""
     groups = draw(
         st.lists(
-            st.tuples(st.integers(1, 6), st.lists(st.integers(0, 5), min_size=1, max_size=4)),
+            st.tuples(st.integers(0, 6), st.lists(st.integers(0, 5), min_size=1, max_size=4)),
             min_size=1,
             max_size=3,
         )

@@ -379,18 +379,7 @@ class PrefixLayout:
         no token reads them and their labels are ignored."""
         gqa = query.size(1) != key.size(1)
         width, device = self.prompt_width, query.device
-        keys = torch.arange(width, device=device)
-        sees_prompt = keys < self.prefixes[:, None]  # (groups, width)
-        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
-        prompt = functional.scaled_dot_product_attention(
-            query[:, :, :width],
-            key[:, :, :width],
-            value[:, :, :width],
-            attn_mask=(causal & sees_prompt[:, None, :])[:, None],
-            dropout_p=dropout,
-            scale=scale,
-            enable_gqa=gqa,
-        )
+        sees_prompt = torch.arange(width, device=device) < self.prefixes[:, None]  # (groups, width)
         rows, positions = self.group[:, None], self.positions
 
         def completion_side(states: torch.Tensor) -> torch.Tensor:  # (completions, heads, width, dim)
@@ -405,10 +394,23 @@ class PrefixLayout:
             scale=scale,
             enable_gqa=gqa,
         )
-        out = prompt.new_zeros(
-            query.size(0), query.size(2), query.size(1), query.size(3)
-        )  # autocast: its dtype
-        out[:, :width] = prompt.transpose(1, 2)
+        # SDPA's dtype (autocast's, where it is on) for the output
+        out = shared.new_zeros(query.size(0), query.size(2), query.size(1), query.size(3))
+        if width:
+            causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+            # the diagonal keeps every row non-empty (a one-token prompt has no prompt keys; some SDPA kernels
+            # answer NaN for a row that sees nothing)
+            diagonal = torch.eye(width, dtype=torch.bool, device=device)
+            prompt = functional.scaled_dot_product_attention(
+                query[:, :, :width],
+                key[:, :, :width],
+                value[:, :, :width],
+                attn_mask=((causal & sees_prompt[:, None, :]) | diagonal)[:, None],
+                dropout_p=dropout,
+                scale=scale,
+                enable_gqa=gqa,
+            )
+            out[:, :width] = prompt.transpose(1, 2)
         valid = self.valid
         return out.index_put(
             (rows.expand_as(positions)[valid], positions[valid]), shared.transpose(1, 2)[valid]
