@@ -87,11 +87,22 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
         ("cache_vision_features", {"freeze_vision_tower": False, "freeze_merger": False}, Planted),
         ("pack_prompt_groups", {}, Planted),
         ("pack_prompt_groups", {"beta": 0.0, "loss_type": "bnpo"}, Planted),
-        ("pack_prompt_groups", {"activation_checkpointing": True}, Planted),  # the dense mask under recompute
+        ("pack_prompt_groups", {"prefix_blocks": True}, Planted),
+        # the dense mask under recompute
+        ("pack_prompt_groups", {"prefix_blocks": True, "activation_checkpointing": True}, Planted),
         ("skip_zero_advantage", {"beta": 0.0}, OneGroupWithoutSignal),
         ("skip_zero_advantage", {"beta": 0.0, "loss_type": "bnpo"}, OneGroupWithoutSignal),
     ],
-    ids=["vision-frozen", "vision-trains", "pack", "pack-bnpo", "pack-checkpointed", "skip", "skip-bnpo"],
+    ids=[
+        "vision-frozen",
+        "vision-trains",
+        "pack",
+        "pack-bnpo",
+        "pack-blocks",
+        "pack-blocks-checkpointed",
+        "skip",
+        "skip-bnpo",
+    ],
 )
 def test_a_flag_keeps_the_loss_and_gradient_of_a_step(
     tiny_varied_model_dir, synth_dir, tmp_path, flag, fields, trainer_class
@@ -201,20 +212,12 @@ def test_generation_flags_sample_the_same_completions(
 def test_packed_log_probs_equal_trls_per_row_forward(
     tiny_varied_model_dir, synth_dir, tmp_path, monkeypatch, fields, blockwise
 ):
-    import univg.training.grpo_speed as grpo_speed
-    from univg.training import prompt_sharing
-
-    monkeypatch.setattr(
-        grpo_speed,
-        "packed_completion_logps",
-        lambda *args, **kwargs: prompt_sharing.packed_completion_logps(*args, **kwargs, blockwise=blockwise),
-    )
     attended = []
     original_attend = PrefixLayout.attend
     monkeypatch.setattr(
         PrefixLayout, "attend", lambda self, *args: attended.append(1) or original_attend(self, *args)
     )
-    trainer = objective.build(tiny_varied_model_dir, synth_dir, tmp_path, **fields)
+    trainer = objective.build(tiny_varied_model_dir, synth_dir, tmp_path, prefix_blocks=blockwise, **fields)
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     batch = next(iter(trainer.get_train_dataloader()))

@@ -484,7 +484,7 @@ def packed_completion_logps(
     mm_token_type_ids: torch.Tensor | None = None,
     *,
     compute_entropy: bool = False,
-    blockwise: bool = True,
+    blockwise: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, PromptGroups]:
     """Per-token log-probabilities (and entropies) of the completions of a batch in TRL's layout
     (left-padded prompt + right-padded completion per row), with one packed row per distinct prompt.
