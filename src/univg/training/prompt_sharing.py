@@ -261,11 +261,18 @@ class PackedBatch:
     position_ids: torch.Tensor  # (3, groups, length)
     shift_labels: torch.Tensor  # (groups, length): the token each position predicts, or -100
     segments: list[tuple[int, int, int]]  # per original row: (packed row, first position, completion length)
-    layout: PrefixLayout  # the block mask as per-prompt and per-completion blocks
 
     def dense_mask(self) -> torch.Tensor:
         """(groups, 1, length, length), True where a token may attend."""
         return block_mask(self.segment_of)
+
+    def prefix_layout(self) -> PrefixLayout:
+        """The same mask as per-prompt and per-completion blocks."""
+        prefixes = (self.segment_of == -1).sum(-1).tolist()
+        spans = [
+            (group, start, count + 1) for group, start, count in self.segments
+        ]  # with the prompt token's copy
+        return PrefixLayout.build(prefixes, spans, self.segment_of.device)
 
 
 def pack_groups(
@@ -306,7 +313,6 @@ def pack_groups(
     shift_labels = torch.full((num_groups, length), IGNORE_INDEX, dtype=prompt_ids.dtype, device=device)
     segment_of = torch.full((num_groups, length), -2, dtype=torch.long, device=device)
     segments: list[tuple[int, int, int]] = [(0, 0, 0)] * len(groups.group_of)
-    prefixes = [len(tokens) - 1 for tokens, _ in prompts]
     for group, ((tokens, prompt_positions), rows) in enumerate(zip(prompts, members, strict=True)):
         prefix = len(tokens) - 1
         input_ids[group, :prefix] = tokens[:-1]
@@ -323,9 +329,7 @@ def pack_groups(
             segment_of[group, start : start + 1 + count] = row
             segments[row] = (group, start, count)
             start += 1 + count
-    spans = [(group, start, count + 1) for group, start, count in segments]  # with the prompt token's copy
-    layout = PrefixLayout.build(prefixes, spans, device)
-    return PackedBatch(input_ids, segment_of, position_ids, shift_labels, segments, layout)
+    return PackedBatch(input_ids, segment_of, position_ids, shift_labels, segments)
 
 
 def block_mask(segment_of: torch.Tensor) -> torch.Tensor:
@@ -345,30 +349,43 @@ class PrefixLayout:
     """Where a packed batch's prompts and completions lie, for attention computed block by block: each
     prompt causally over itself, each completion over its prompt and causally over itself. The block
     mask's dense form costs (prompt + N completions)^2 per packed row; these blocks cost prompt^2 +
-    N x completion x (prompt + completion), and no scores are computed for pairs the mask would drop."""
+    N x completion x (prompt + completion), and no scores are computed for pairs the mask would drop.
+    The masks are built once per packed batch and serve every layer."""
 
-    prefixes: torch.Tensor  # (groups,): each packed row's prompt length (positions 0 .. prefix - 1)
-    prompt_width: int  # the longest prefix
+    prompt_width: int  # the longest prompt (positions 0 .. prompt_width - 1 of the prompt block)
     group: torch.Tensor  # (completions,): the packed row of each completion
     positions: torch.Tensor  # (completions, width): each completion's positions, padded with its first
     valid: torch.Tensor  # (completions, width): False on that padding
+    prompt_mask: torch.Tensor  # (groups, 1, prompt_width, prompt_width)
+    completion_mask: torch.Tensor  # (completions, 1, width, prompt_width + width): its prompt, then causal
 
     @classmethod
     def build(
         cls, prefixes: list[int], spans: list[tuple[int, int, int]], device: torch.device
     ) -> PrefixLayout:
-        """`spans` are (packed row, first position, token count) per completion."""
-        width = max(count for _, _, count in spans)
+        """`prefixes` are each packed row's prompt length; `spans` (packed row, first position, token count)
+        per completion."""
+        width, prompt_width = max(count for _, _, count in spans), max(prefixes)
         steps = torch.arange(width, device=device)
         starts = torch.tensor([start for _, start, _ in spans], device=device)
         counts = torch.tensor([count for _, _, count in spans], device=device)
+        group = torch.tensor([group for group, _, _ in spans], device=device)
         valid = steps < counts[:, None]
+        prompt_keys = torch.arange(prompt_width, device=device)
+        sees_prompt = prompt_keys < torch.tensor(prefixes, device=device)[:, None]  # (groups, prompt_width)
+        # the diagonal keeps every row non-empty (a one-token prompt has no prompt keys; some SDPA kernels
+        # answer NaN for a row that sees nothing)
+        prompt_mask = (prompt_keys[:, None] >= prompt_keys) & sees_prompt[:, None, :]
+        prompt_mask |= torch.eye(prompt_width, dtype=torch.bool, device=device)
+        own = (steps[:, None] >= steps) & valid[:, None, :]
+        completion_mask = torch.cat([sees_prompt[group][:, None, :].expand(-1, width, -1), own], dim=-1)
         return cls(
-            prefixes=torch.tensor(prefixes, device=device),
-            prompt_width=max(prefixes),
-            group=torch.tensor([group for group, _, _ in spans], device=device),
+            prompt_width=prompt_width,
+            group=group,
             positions=torch.where(valid, starts[:, None] + steps, starts[:, None]),
             valid=valid,
+            prompt_mask=prompt_mask[:, None],
+            completion_mask=completion_mask[:, None],
         )
 
     def attend(
@@ -378,8 +395,7 @@ class PrefixLayout:
         key-value heads; returns (groups, length, heads, dim). What padding positions hold is left open:
         no token reads them and their labels are ignored."""
         gqa = query.size(1) != key.size(1)
-        width, device = self.prompt_width, query.device
-        sees_prompt = torch.arange(width, device=device) < self.prefixes[:, None]  # (groups, width)
+        width = self.prompt_width
         rows, positions = self.group[:, None], self.positions
 
         def completion_side(states: torch.Tensor) -> torch.Tensor:  # (completions, heads, width, dim)
@@ -389,7 +405,7 @@ class PrefixLayout:
             completion_side(query),
             torch.cat([key[self.group, :, :width], completion_side(key)], dim=2),
             torch.cat([value[self.group, :, :width], completion_side(value)], dim=2),
-            attn_mask=self._completion_mask(sees_prompt)[:, None],
+            attn_mask=self.completion_mask,
             dropout_p=dropout,
             scale=scale,
             enable_gqa=gqa,
@@ -397,15 +413,11 @@ class PrefixLayout:
         # SDPA's dtype (autocast's, where it is on) for the output
         out = shared.new_zeros(query.size(0), query.size(2), query.size(1), query.size(3))
         if width:
-            causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
-            # the diagonal keeps every row non-empty (a one-token prompt has no prompt keys; some SDPA kernels
-            # answer NaN for a row that sees nothing)
-            diagonal = torch.eye(width, dtype=torch.bool, device=device)
             prompt = functional.scaled_dot_product_attention(
                 query[:, :, :width],
                 key[:, :, :width],
                 value[:, :, :width],
-                attn_mask=((causal & sees_prompt[:, None, :]) | diagonal)[:, None],
+                attn_mask=self.prompt_mask,
                 dropout_p=dropout,
                 scale=scale,
                 enable_gqa=gqa,
@@ -415,14 +427,6 @@ class PrefixLayout:
         return out.index_put(
             (rows.expand_as(positions)[valid], positions[valid]), shared.transpose(1, 2)[valid]
         )
-
-    def _completion_mask(self, sees_prompt: torch.Tensor) -> torch.Tensor:
-        """(completions, completion width, prompt width + completion width): its prompt, then causal."""
-        width = self.positions.size(1)
-        causal = torch.ones(width, width, dtype=torch.bool, device=sees_prompt.device).tril()
-        own = causal & self.valid[:, None, :]
-        prompt = sees_prompt[self.group][:, None, :].expand(-1, width, -1)
-        return torch.cat([prompt, own], dim=-1)
 
 
 PREFIX_ATTENTION = "univg_prefix_shared"
@@ -520,7 +524,9 @@ def packed_completion_logps(
         outputs = model(
             input_ids=packed.input_ids,
             attention_mask={
-                "full_attention": packed.layout if blockwise else _mask_for(model, packed.dense_mask())
+                "full_attention": packed.prefix_layout()
+                if blockwise
+                else _mask_for(model, packed.dense_mask())
             },
             position_ids=packed.position_ids,
             shift_labels=packed.shift_labels,
