@@ -165,6 +165,7 @@ class _Decoder:
         cos = self.cos[positions - self.first][:, None]
         sin = self.sin[positions - self.first][:, None]
         at, end = buffers.length, buffers.length + 1
+        allowed = bias[:, None, None, :end]
         rotated = (heads + kv_heads) * head_dim
         for index, layer in enumerate(text.layers):
             attention = layer.self_attn
@@ -176,7 +177,7 @@ class _Decoder:
                 qk[:, :heads].view(batch, kv_heads, group, head_dim),
                 buffers.keys[index][:, :, :end],
                 buffers.values[index][:, :, :end],
-                attn_mask=bias[:, None, None, :end].to(qk.dtype),
+                attn_mask=allowed,
                 scale=attention.scaling,
             )
             x = x + self.o_proj[index](out.reshape(batch, 1, heads * head_dim))
@@ -262,8 +263,10 @@ def fast_sample(
     if prompt_mask is not None:
         mask[:, : prompt_mask.size(1)] = prompt_mask.bool()
     positions = mask[:, :prompt_length].sum(-1)  # the first generated token's, before the rope delta
-    bias = torch.zeros(rows, capacity, device=input_ids.device).masked_fill_(
-        ~mask, torch.finfo(torch.float32).min
+    # in the dtype of the rotated queries (the weights'; autocast casts both for SDPA): no cast per layer
+    dtype = model.model.language_model.embed_tokens.weight.dtype
+    bias = torch.zeros(rows, capacity, dtype=dtype, device=input_ids.device).masked_fill_(
+        ~mask, torch.finfo(dtype).min
     )
     del mask
     deltas = model.model.rope_deltas

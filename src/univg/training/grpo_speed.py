@@ -72,8 +72,8 @@ class GRPOSpeedArguments:
         default=False,
         metadata={
             "help": "with pack_prompt_groups, attend block by block (each completion over its prompt and itself) "
-            "instead of over the dense block mask: faster (tiny GRPO step 1.5x -> 2.2x of TRL's on CPU), but two "
-            "runs of one GRPO command were not bitwise alike with it (2026-12-02, 2-core CPU; cause not found)"
+            "instead of over the dense block mask: faster, but runs of one GRPO command are not bitwise alike "
+            "with it (off until that is understood; measurements in benchmarks/results)"
         },
     )
     skip_zero_advantage: bool = field(
