@@ -69,11 +69,10 @@ class GRPOSpeedArguments:
         },
     )
     prefix_blocks: bool = field(
-        default=False,
+        default=True,
         metadata={
             "help": "with pack_prompt_groups, attend block by block (each completion over its prompt and itself) "
-            "instead of over the dense block mask: faster, but runs of one GRPO command are not bitwise alike "
-            "with it (off until that is understood; measurements in benchmarks/results)"
+            "instead of over the dense block mask, which scores every pair of the packed row"
         },
     )
     skip_zero_advantage: bool = field(

@@ -397,14 +397,22 @@ class PrefixLayout:
         gqa = query.size(1) != key.size(1)
         width = self.prompt_width
         rows, positions = self.group[:, None], self.positions
+        # gathers through index_select: its backward (index_add) sums repeated indices in order, where an
+        # advanced index's backward (index_put with accumulate) adds them atomically across threads
+        flat = (rows * query.size(2) + positions).flatten()
 
         def completion_side(states: torch.Tensor) -> torch.Tensor:  # (completions, heads, width, dim)
-            return states.transpose(1, 2)[rows, positions].transpose(1, 2)
+            packed = states.transpose(1, 2).flatten(0, 1)  # (groups x length, heads, dim)
+            gathered = packed.index_select(0, flat).unflatten(0, positions.shape)
+            return gathered.transpose(1, 2)
+
+        def prompt_side(states: torch.Tensor) -> torch.Tensor:  # (completions, heads, prompt_width, dim)
+            return states[:, :, :width].index_select(0, self.group)
 
         shared = functional.scaled_dot_product_attention(
             completion_side(query),
-            torch.cat([key[self.group, :, :width], completion_side(key)], dim=2),
-            torch.cat([value[self.group, :, :width], completion_side(value)], dim=2),
+            torch.cat([prompt_side(key), completion_side(key)], dim=2),
+            torch.cat([prompt_side(value), completion_side(value)], dim=2),
             attn_mask=self.completion_mask,
             dropout_p=dropout,
             scale=scale,
