@@ -28,9 +28,11 @@ from univg.training.prompt_sharing import (
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_grpo_objective as objective
+from test_processor_sharing import ImageCounter
 
 SPEED_FLAGS = (
     "cache_vision_features",
+    "process_prompts_once",
     "prefill_once",
     "fast_decode",
     "pack_prompt_groups",
@@ -83,6 +85,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize(
     ("flag", "fields", "trainer_class"),
     [
+        ("process_prompts_once", {}, Planted),
         ("cache_vision_features", {}, Planted),
         ("cache_vision_features", {"freeze_vision_tower": False, "freeze_merger": False}, Planted),
         ("pack_prompt_groups", {}, Planted),  # block by block (prefix_blocks, the default)
@@ -94,6 +97,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
         ("skip_zero_advantage", {"beta": 0.0, "loss_type": "bnpo"}, OneGroupWithoutSignal),
     ],
     ids=[
+        "process-once",
         "vision-frozen",
         "vision-trains",
         "pack-blocks",
@@ -164,6 +168,22 @@ def test_each_distinct_image_is_encoded_once_per_model_per_generation_batch(
     # policy: once in generation, then served to its log-probability passes; reference: once
     assert trainer.policy_count.images == images
     assert trainer.reference_count.images == images
+
+
+@pytest.mark.parametrize("once", [True, False], ids=["process-once", "trl"])
+def test_each_distinct_prompt_is_processed_once_per_processor_call(
+    tiny_varied_model_dir, synth_dir, tmp_path, once
+):
+    trainer = objective.build(
+        tiny_varied_model_dir, synth_dir, tmp_path, CountingTrainer, process_prompts_once=once
+    )
+    counter = ImageCounter(trainer.processing_class)
+    trainer.processing_class.image_processor = counter
+    trainer.train()
+    (batch,) = trainer.generation_inputs
+    images = sum(len(x["images"]) for x in batch)
+    # TRL processes a batch's images twice: for generation and for the log-probability passes
+    assert counter.images == 2 * (images // objective.NUM_GENERATIONS if once else images)
 
 
 def generation_batch(trainer) -> tuple[list, list, dict]:

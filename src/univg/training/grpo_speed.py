@@ -4,6 +4,9 @@ same loss and gradients (or the same completions) as TRL's own path.
 - `cache_vision_features`: every distinct image is encoded once per generation batch and model when the
   vision tower and merger are frozen (once per forward when they train), in generation and in every
   log-probability pass (`prompt_sharing.VisionFeatureCache`);
+- `process_prompts_once`: the processor calls of a generation batch (chat template, tokenizer, image
+  processor) handle each distinct prompt once and repeat its outputs to its N copies
+  (`processor_sharing.DistinctRowProcessor`);
 - `prefill_once`: generation prefills each distinct prompt once and copies its key-value cache to its N
   completions (`prompt_sharing.PrefillOnce`);
 - `fast_decode`: completions are sampled by univg's decoding loop for Qwen2-VL models, transformers' own
@@ -25,6 +28,7 @@ import torch
 from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_by_grid
 
 from univg.models.fast_decode import fast_decoding
+from univg.training.processor_sharing import DistinctRowProcessor
 from univg.training.prompt_sharing import (
     PACKABLE_ATTENTION,
     PrefillOnce,
@@ -46,6 +50,13 @@ class GRPOSpeedArguments:
         metadata={
             "help": "encode each distinct image once per generation batch (frozen vision tower and merger) or "
             "once per forward (when they train), in generation and every log-probability pass"
+        },
+    )
+    process_prompts_once: bool = field(
+        default=True,
+        metadata={
+            "help": "process each distinct prompt of a generation batch once (chat template, tokenizer, image "
+            "processor) and repeat its outputs to its copies"
         },
     )
     prefill_once: bool = field(
@@ -101,7 +112,14 @@ class SharedPromptWorkMixin:
     def _generate_and_score_completions(self, inputs):  # type: ignore[override]
         if self.vision_cache is not None:
             self.vision_cache.clear()  # a new generation batch; the policy may have changed since the last
-        return super()._generate_and_score_completions(inputs)
+        if not self.args.process_prompts_once:
+            return super()._generate_and_score_completions(inputs)
+        processor = self.processing_class
+        self.processing_class = DistinctRowProcessor(processor)
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self.processing_class = processor
 
     def _generate_single_turn(
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
