@@ -134,3 +134,21 @@ def test_what_it_cannot_split_goes_to_the_processor_whole():
     video = [{"role": "user", "content": [{"type": "video", "video": "clip.mp4"}]}]
     assert conversation_key(video) is None
     assert conversation_key([{"role": "assistant", "content": "", "tool_calls": []}]) is None
+
+
+def test_a_processor_whose_outputs_it_cannot_repeat_is_called_whole_from_then_on(processor):
+    calls = []
+
+    def with_sizes(*args, **kwargs):  # a processor with a field of its own (as LLaVA-NeXT's image_sizes)
+        calls.append(len(kwargs["text"]))
+        return {**processor(*args, **kwargs), "image_sizes": [[112, 112]]}
+
+    shared = DistinctRowProcessor(with_sizes)
+    rows = ROWS["interleaved groups"]
+    for _ in range(2):
+        shared.new_batch()
+        out = shared(
+            images=[images_of(spec) for _, spec in rows], text=[line for line, _ in rows], padding=True
+        )
+        assert len(out["input_ids"]) == len(rows)
+    assert calls == [2, 8, 8]  # the distinct rows once, then the whole batch: never both again

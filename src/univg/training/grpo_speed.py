@@ -102,6 +102,10 @@ class SharedPromptWorkMixin:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # kept across generation batches, so a processor whose outputs it cannot repeat is found out once
+        self.row_processor = (
+            DistinctRowProcessor(self.processing_class) if self.args.process_prompts_once else None
+        )
         self.vision_cache: VisionFeatureCache | None = None
         if self.args.cache_vision_features:
             self.vision_cache = VisionFeatureCache()
@@ -112,10 +116,11 @@ class SharedPromptWorkMixin:
     def _generate_and_score_completions(self, inputs):  # type: ignore[override]
         if self.vision_cache is not None:
             self.vision_cache.clear()  # a new generation batch; the policy may have changed since the last
-        if not self.args.process_prompts_once:
+        if self.row_processor is None:
             return super()._generate_and_score_completions(inputs)
         processor = self.processing_class
-        self.processing_class = DistinctRowProcessor(processor)
+        self.row_processor.new_batch()
+        self.processing_class = self.row_processor
         try:
             return super()._generate_and_score_completions(inputs)
         finally:

@@ -60,16 +60,6 @@ def conversation_key(messages: Any, key_of_image: Callable[[Any], Hashable] = im
     return tuple(key)
 
 
-def _image_count(messages: Sequence[Mapping[str, Any]]) -> int:
-    return sum(
-        1
-        for message in messages
-        if not isinstance(message["content"], str)
-        for part in message["content"]
-        if part.get("type") == "image"
-    )
-
-
 def _distinct(keys: list[Hashable]) -> tuple[list[int], list[int]] | None:
     """(the first row of each distinct key, each row's distinct index), or None when no key repeats."""
     where: dict[Hashable, int] = {}
@@ -121,6 +111,11 @@ class DistinctRowProcessor:
 
     def __init__(self, processor: Any) -> None:
         self.processor = processor
+        self.splits = True  # False once an output held a field it cannot repeat: then every call goes through
+        self.new_batch()
+
+    def new_batch(self) -> None:
+        """Forget the images and renderings of the last generation batch (its objects are gone)."""
         self._rendered: dict[Hashable, Any] = {}
         self._image_keys: dict[int, tuple[Any, Hashable]] = {}  # by id: TRL's calls share image objects
 
@@ -136,7 +131,12 @@ class DistinctRowProcessor:
     def __call__(self, *args: Any, images: Any = None, text: Any = None, **kwargs: Any) -> Any:
         rows = None
         batched = isinstance(text, list) and isinstance(images, list) and len(images) == len(text)
-        if not args and batched and all(row is None or isinstance(row, list) for row in images):
+        if (
+            self.splits
+            and not args
+            and batched
+            and all(row is None or isinstance(row, list) for row in images)
+        ):
             keys = [
                 (line, tuple(self._image_key(image) for image in row or ()))
                 for line, row in zip(text, images, strict=True)
@@ -153,6 +153,7 @@ class DistinctRowProcessor:
         )
         repeated = repeat_rows(output, index, [len(row or ()) for row in distinct_images])
         if repeated is None:
+            self.splits = False
             return self.processor(images=images, text=text, **kwargs)
         return repeated
 
@@ -160,17 +161,18 @@ class DistinctRowProcessor:
         batched = isinstance(conversation, list) and conversation and isinstance(conversation[0], list)
         if not batched:
             return self._render_once(conversation, kwargs)
-        if not (kwargs.get("tokenize") and kwargs.get("return_dict")):
+        if not (self.splits and kwargs.get("tokenize") and kwargs.get("return_dict")):
             return self.processor.apply_chat_template(conversation, **kwargs)
         keys = [conversation_key(messages, self._image_key) for messages in conversation]
         rows = None if None in keys else _distinct(keys)
         if rows is None:
             return self.processor.apply_chat_template(conversation, **kwargs)
         firsts, index = rows
-        distinct = [conversation[i] for i in firsts]
-        output = self.processor.apply_chat_template(distinct, **kwargs)
-        repeated = repeat_rows(output, index, [_image_count(messages) for messages in distinct])
+        output = self.processor.apply_chat_template([conversation[i] for i in firsts], **kwargs)
+        images_per_row = [sum(part[1] == "image" for part in keys[i]) for i in firsts]
+        repeated = repeat_rows(output, index, images_per_row)
         if repeated is None:
+            self.splits = False
             return self.processor.apply_chat_template(conversation, **kwargs)
         return repeated
 
